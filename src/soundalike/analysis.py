@@ -1,0 +1,159 @@
+"""Track in, patch tags and embeddings out: the one place a track is cut into windows."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from . import audio
+from .errors import ParameterError
+from .models import DEFAULT_MODEL, AudioModel, WindowSpec, load_model
+
+DEFAULT_BATCH = 16  # windows per network call
+
+
+def iter_windows(blocks: Iterable[np.ndarray], window: WindowSpec) -> Iterator[np.ndarray]:
+    """Cut a streamed signal into the network's windows (see :class:`WindowSpec`).
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray [shape=(n,), dtype=float32]
+        Consecutive pieces of one signal, of any lengths.
+    window : WindowSpec
+
+    Yields
+    ------
+    np.ndarray [shape=(window.length,), dtype=float32]
+        Window ``k`` covers samples ``[k * hop - pad, k * hop - pad + length)`` of the
+        signal, zeros outside it. Identical however the signal is split into blocks.
+    """
+    buffer = np.zeros(window.pad, dtype=np.float32)  # leading zero padding
+    start = 0  # index in `buffer` of the next window's first sample
+    emitted = 0
+    for block in blocks:
+        buffer = np.concatenate([buffer[start:], np.asarray(block, dtype=np.float32)])
+        start = 0
+        while start + window.length <= len(buffer):
+            yield buffer[start : start + window.length].copy()
+            emitted += 1
+            start += window.hop
+    tail = np.concatenate([buffer[start:], np.zeros(window.pad, dtype=np.float32)])
+    if len(tail) >= window.length:
+        yield tail[: window.length]
+    elif emitted == 0:
+        yield np.pad(tail, (0, window.length - len(tail)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """What a network says about one track, per window ("patch").
+
+    taggram : np.ndarray [shape=(P, n_tags)] tag probabilities in [0, 1]
+    embeddings : np.ndarray [shape=(P, n_dims)] penultimate-layer vectors
+    starts : np.ndarray [shape=(P,)] start time of each patch, seconds
+    padded : True when the audio was shorter than one patch and zero-padded
+    """
+
+    model: str
+    tags: tuple[str, ...]
+    taggram: np.ndarray
+    embeddings: np.ndarray
+    starts: np.ndarray
+    padded: bool
+
+    @property
+    def tag_probabilities(self) -> np.ndarray:
+        """Mean over patches, shape (n_tags,)."""
+        return self.taggram.mean(axis=0)
+
+    def top_tags(self, n: int = 10) -> list[tuple[str, float]]:
+        """The ``n`` most probable tags (mean over patches), most probable first."""
+        probs = self.tag_probabilities
+        order = np.argsort(-probs, kind="stable")[:n]
+        return [(self.tags[i], float(probs[i])) for i in order]
+
+
+def _resolve(model: AudioModel | str) -> AudioModel:
+    return load_model(model) if isinstance(model, str) else model
+
+
+@torch.inference_mode()
+def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAULT_MODEL, *,
+                   batch_size: int = DEFAULT_BATCH, offset: float = 0.0) -> Analysis:
+    """Analyse a streamed signal at ``model.window.sample_rate``; see :func:`analyze`.
+
+    ``offset`` (seconds) is added to the patch start times, for excerpts.
+    """
+    model = _resolve(model)
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    window = model.window
+    counted = [0]
+
+    def counting(blocks):
+        for block in blocks:
+            counted[0] += len(block)
+            yield block
+
+    taggram, embeddings, batch = [], [], []
+
+    def run(batch):
+        out = model.features(torch.from_numpy(np.stack(batch)))
+        taggram.append(model.probabilities(out.logits).numpy())
+        embeddings.append(out.embedding.numpy())
+
+    for win in iter_windows(counting(blocks), window):
+        batch.append(win)
+        if len(batch) == batch_size:
+            run(batch)
+            batch = []
+    if batch:
+        run(batch)
+    n = sum(len(t) for t in taggram)
+    padded = counted[0] + 2 * window.pad < window.length
+    return Analysis(
+        model=getattr(model, "name", type(model).__name__),
+        tags=model.labels,
+        taggram=np.concatenate(taggram),
+        embeddings=np.concatenate(embeddings),
+        starts=offset + np.arange(n) * window.hop_seconds,
+        padded=padded,
+    )
+
+
+def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DEFAULT_MODEL, *,
+            start: float = 0.0, duration: float | None = None,
+            batch_size: int = DEFAULT_BATCH) -> Analysis:
+    """Tags and embeddings of every non-overlapping patch of a file or waveform.
+
+    Parameters
+    ----------
+    source : path or np.ndarray [shape=(n,), dtype=float32]
+        An audio file, or a mono waveform already at ``model.window.sample_rate``.
+    model : AudioModel or str
+        A loaded model or a registered name (default ``msd-musicnn``).
+    start, duration : float, seconds
+        Analyse an excerpt of a file (seeking, not decoding what comes before).
+    batch_size : int >= 1
+        Patches per network call; changes speed and memory, not results.
+
+    Returns
+    -------
+    Analysis
+        Patches start at ``start`` and follow each other without overlap; the tail
+        shorter than a patch is dropped; a signal shorter than one patch gives one
+        zero-padded patch (``padded`` is then True).
+    """
+    model = _resolve(model)
+    if isinstance(source, np.ndarray):
+        if source.ndim != 1:
+            raise ParameterError(f"waveform must be 1-D (mono), got shape {source.shape}")
+        if not len(source):
+            raise ParameterError("waveform is empty")
+        return analyze_blocks([source.astype(np.float32, copy=False)], model, batch_size=batch_size)
+    blocks = audio.stream(source, sr=model.window.sample_rate, start=start, duration=duration)
+    return analyze_blocks(blocks, model, batch_size=batch_size, offset=start)

@@ -1,0 +1,287 @@
+"""Decoding and metadata: the only module that opens media files.
+
+Decoding uses PyAV (FFmpeg's libraries inside the wheel; no system ffmpeg), channels
+are downmixed by their mean, and resampling uses the SoX resampler (python-soxr) at
+its "HQ" quality: the same resampler and setting librosa >= 0.10 uses by default,
+i.e. what the original MusiCNN pipeline (``librosa.load(sr=16000)``) applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import mutagen
+import numpy as np
+import soxr
+
+from .errors import MediaError, ParameterError
+
+RESAMPLER_QUALITY = "HQ"  # soxr's "high quality" preset; pinned, see module docstring
+MIN_RATE, MAX_RATE = 8_000, 192_000  # supported output sample rates (Hz)
+BLOCK_SECONDS = 1.0  # native-rate audio gathered before each resampler call
+TRUNCATION_TOLERANCE = 0.5  # seconds a file may fall short of its declared length
+
+# FFmpeg sample format (packed or planar) -> (numpy dtype, scale to [-1, 1], offset)
+_SAMPLE_FORMATS = {
+    "u8": (np.uint8, 1 / 128, -128.0),
+    "s16": (np.int16, 1 / 2**15, 0.0),
+    "s32": (np.int32, 1 / 2**31, 0.0),
+    "s64": (np.int64, 1 / 2**63, 0.0),
+    "flt": (np.float32, 1.0, 0.0),
+    "dbl": (np.float64, 1.0, 0.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackMetadata:
+    """Tags of a file; a field the file does not have is None. duration in seconds."""
+
+    artist: str | None = None
+    title: str | None = None
+    album: str | None = None
+    genre: str | None = None
+    duration: float | None = None
+
+
+def _open(path: Path):
+    try:
+        if path.is_dir():
+            raise MediaError(path, "is a directory, not an audio file")
+        if path.exists() and path.stat().st_size == 0:
+            raise MediaError(path, "empty file (0 bytes)")
+        return av.open(str(path), metadata_errors="ignore")
+    except MediaError:
+        raise
+    except FileNotFoundError:
+        raise MediaError(path, "file not found") from None
+    except PermissionError:
+        raise MediaError(path, "permission denied") from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(path, f"not a readable audio file ({_describe(exc)})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.strip().rstrip(".")
+
+
+def _to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """One decoded frame as mono float32 in [-1, 1], the mean of its channels."""
+    fmt = frame.format.name.rstrip("p")
+    dtype, scale, offset = _SAMPLE_FORMATS[fmt]
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:
+        data = data.reshape(-1, channels).T
+    samples = data.astype(np.float32)
+    if offset:
+        samples += offset
+    mono = samples.mean(axis=0) if channels > 1 else samples[0]
+    if scale != 1.0:
+        mono *= np.float32(scale)
+    return mono
+
+
+def stream(
+    path: str | os.PathLike,
+    *,
+    sr: int = 16_000,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode a file to mono float32 at ``sr`` Hz, block by block.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any file FFmpeg decodes (MP3, M4A/AAC, OGG Vorbis, Opus, FLAC, WAV, AIFF...).
+    sr : int > 0
+        Output sample rate in Hz, 8000 to 192000.
+    start : float >= 0
+        Offset of the excerpt in seconds; reached by seeking, not by decoding.
+    duration : float > 0 or None
+        Length of the excerpt in seconds; None decodes to the end.
+
+    Yields
+    ------
+    block : np.ndarray [shape=(n,), dtype=float32]
+        Consecutive blocks of samples in [-1, 1]; concatenated they are the signal.
+
+    Raises
+    ------
+    MediaError
+        The file is missing, unreadable, empty, not audio, corrupt or truncated.
+    """
+    path = Path(path)
+    if not MIN_RATE <= sr <= MAX_RATE:
+        raise ParameterError(f"sr must be between {MIN_RATE} and {MAX_RATE} Hz, got {sr}")
+    if not start >= 0:
+        raise ParameterError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and not duration > 0:
+        raise ParameterError(f"duration must be > 0 seconds or None, got {duration}")
+    container = _open(path)
+    try:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        audio = container.streams.audio[0]
+        produced = 0
+        for block in _resampled(path, container, audio, sr, start, duration):
+            produced += len(block)
+            yield block
+        if produced == 0:
+            where = f" after {start:g} s" if start else ""
+            raise MediaError(path, f"no audio could be decoded{where}")
+        if duration is None:
+            _check_complete(path, container, audio, start + produced / sr)
+    finally:
+        container.close()
+
+
+def _check_complete(path: Path, container, audio, decoded_end: float) -> None:
+    """Raise if the file declares more audio than could be decoded (a truncated file)."""
+    declared = None
+    if audio.duration is not None and audio.time_base is not None:
+        declared = float(audio.duration * audio.time_base)
+    elif container.duration is not None:
+        declared = container.duration / av.time_base
+    if declared is not None and decoded_end < declared - TRUNCATION_TOLERANCE:
+        raise MediaError(
+            path, f"truncated: decoded {decoded_end:.1f} s of {declared:.1f} s declared"
+        )
+
+
+def _native_blocks(path: Path, container, audio, start: float, duration: float | None):
+    """Yield (sample_rate, mono block) at the file's own rate, trimmed to the excerpt."""
+    if start > 0:
+        try:
+            container.seek(int(start / audio.time_base), stream=audio)
+        except av.error.FFmpegError as exc:
+            raise MediaError(path, f"cannot seek to {start:g} s ({_describe(exc)})") from None
+    remaining = math.inf if duration is None else duration  # seconds still wanted
+    position = None  # time of the next sample, seconds
+    try:
+        for frame in container.decode(audio):
+            rate = frame.sample_rate
+            mono = _to_mono(frame)
+            if frame.time is not None:
+                position = frame.time
+            elif position is None:
+                position = 0.0
+            skip = max(0, round((start - position) * rate))
+            position += len(mono) / rate
+            mono = mono[skip:]
+            if not len(mono):
+                continue
+            if duration is not None:
+                mono = mono[: round(remaining * rate)]
+                remaining -= len(mono) / rate
+            yield rate, mono
+            if remaining * rate < 0.5:
+                return
+    except av.error.FFmpegError as exc:
+        at = f" at {position:.1f} s" if position is not None else ""
+        raise MediaError(path, f"corrupt audio data{at} ({_describe(exc)})") from None
+
+
+def _resampled(path, container, audio, sr: int, start: float, duration: float | None):
+    """Gather native blocks of about BLOCK_SECONDS and resample them to ``sr``."""
+    resampler, rate, pending, pending_len = None, None, [], 0
+
+    def flush(last: bool) -> np.ndarray:
+        nonlocal pending, pending_len
+        block = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        pending, pending_len = [], 0
+        if rate == sr:
+            return block
+        return resampler.resample_chunk(block, last=last)
+
+    for block_rate, block in _native_blocks(path, container, audio, start, duration):
+        if block_rate != rate:  # first block, or the stream changed its rate
+            if rate is not None:
+                yield flush(last=True)
+            rate = block_rate
+            resampler = soxr.ResampleStream(rate, sr, 1, dtype="float32",
+                                            quality=RESAMPLER_QUALITY)
+        pending.append(block)
+        pending_len += len(block)
+        if pending_len >= BLOCK_SECONDS * rate:
+            out = flush(last=False)
+            if len(out):
+                yield out
+    if rate is not None:
+        out = flush(last=True)
+        if len(out):
+            yield out
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    sr: int = 16_000,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Decode a file (or an excerpt) to one mono float32 array; see :func:`stream`.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,), dtype=float32]
+        Samples in [-1, 1] at ``sr`` Hz.
+    """
+    return np.concatenate(list(stream(path, sr=sr, start=start, duration=duration)))
+
+
+def _first(tags, key: str) -> str | None:
+    try:
+        values = tags.get(key) if tags is not None else None
+    except (KeyError, ValueError):
+        return None
+    if not values:
+        return None
+    value = str(values[0]).strip() if isinstance(values, list) else str(values).strip()
+    return value or None
+
+
+def read_metadata(path: str | os.PathLike) -> TrackMetadata:
+    """Artist, title, album, genre (mutagen) and duration in seconds of a file.
+
+    Fields the file does not carry are None; the duration falls back to the
+    container's when mutagen does not know the format.
+
+    Raises
+    ------
+    MediaError
+        The file is missing, unreadable or not an audio file at all.
+    """
+    path = Path(path)
+    try:
+        tagged = mutagen.File(path, easy=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        tagged = None  # _open below raises the precise error
+    except mutagen.MutagenError:
+        tagged = None
+    duration = None
+    if tagged is not None and getattr(tagged, "info", None) is not None:
+        duration = getattr(tagged.info, "length", None) or None
+    tags = getattr(tagged, "tags", None) if tagged is not None else None
+    if duration is None:
+        container = _open(path)
+        try:
+            if not container.streams.audio:
+                raise MediaError(path, "no audio stream")
+            if container.duration is not None:
+                duration = container.duration / av.time_base
+        finally:
+            container.close()
+    return TrackMetadata(
+        artist=_first(tags, "artist"),
+        title=_first(tags, "title"),
+        album=_first(tags, "album"),
+        genre=_first(tags, "genre"),
+        duration=float(duration) if duration is not None else None,
+    )
