@@ -13,7 +13,7 @@ from . import audio
 from .errors import ParameterError
 from .models import DEFAULT_MODEL, AudioModel, WindowSpec, load_model
 
-DEFAULT_BATCH = 16  # windows per network call
+DEFAULT_BATCH = 2  # windows per network call: small batches keep feature maps in cache (bench/)
 
 
 def iter_windows(blocks: Iterable[np.ndarray], window: WindowSpec) -> Iterator[np.ndarray]:

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import av
 import mutagen
+import mutagen.aiff
+import mutagen.flac
+import mutagen.mp3
+import mutagen.mp4
+import mutagen.wave
 import numpy as np
 import soxr
 
@@ -25,6 +30,7 @@ RESAMPLER_QUALITY = "HQ"  # soxr's "high quality" preset; pinned, see module doc
 MIN_RATE, MAX_RATE = 8_000, 192_000  # supported output sample rates (Hz)
 BLOCK_SECONDS = 1.0  # native-rate audio gathered before each resampler call
 TRUNCATION_TOLERANCE = 0.5  # seconds a file may fall short of its declared length
+GAP_TOLERANCE = 0.2  # seconds timestamps may jump ahead before the data counts as corrupt
 
 # FFmpeg sample format (packed or planar) -> (numpy dtype, scale to [-1, 1], offset)
 _SAMPLE_FORMATS = {
@@ -137,18 +143,33 @@ def stream(
             where = f" after {start:g} s" if start else ""
             raise MediaError(path, f"no audio could be decoded{where}")
         if duration is None:
-            _check_complete(path, container, audio, start + produced / sr)
+            _check_complete(path, start + produced / sr)
     finally:
         container.close()
 
 
-def _check_complete(path: Path, container, audio, decoded_end: float) -> None:
+def _declared_length(path: Path) -> float | None:
+    """Length in seconds that the file's header states exactly, or None.
+
+    Only headers that count samples are trusted (WAV, AIFF, FLAC, MP4, MP3 with a
+    Xing/Info/VBRI header): a length estimated from a bitrate would flag good VBR
+    files. Ogg streams state no length, so their truncation is not detectable.
+    """
+    try:
+        tagged = mutagen.File(path)
+    except (mutagen.MutagenError, OSError):
+        return None
+    if isinstance(tagged, mutagen.mp3.MP3):
+        exact = tagged.info.bitrate_mode != mutagen.mp3.BitrateMode.UNKNOWN
+    else:
+        exact = isinstance(tagged, (mutagen.wave.WAVE, mutagen.aiff.AIFF, mutagen.flac.FLAC,
+                                    mutagen.mp4.MP4))
+    return tagged.info.length or None if exact else None
+
+
+def _check_complete(path: Path, decoded_end: float) -> None:
     """Raise if the file declares more audio than could be decoded (a truncated file)."""
-    declared = None
-    if audio.duration is not None and audio.time_base is not None:
-        declared = float(audio.duration * audio.time_base)
-    elif container.duration is not None:
-        declared = container.duration / av.time_base
+    declared = _declared_length(path)
     if declared is not None and decoded_end < declared - TRUNCATION_TOLERANCE:
         raise MediaError(
             path, f"truncated: decoded {decoded_end:.1f} s of {declared:.1f} s declared"
@@ -159,17 +180,24 @@ def _native_blocks(path: Path, container, audio, start: float, duration: float |
     """Yield (sample_rate, mono block) at the file's own rate, trimmed to the excerpt."""
     if start > 0:
         try:
-            container.seek(int(start / audio.time_base), stream=audio)
+            origin_pts = audio.start_time or 0
+            container.seek(origin_pts + int(start / audio.time_base), stream=audio)
         except av.error.FFmpegError as exc:
             raise MediaError(path, f"cannot seek to {start:g} s ({_describe(exc)})") from None
     remaining = math.inf if duration is None else duration  # seconds still wanted
+    # times count from the stream's first sample (after any encoder priming), as a
+    # whole-file decode does
+    origin = float(audio.start_time * audio.time_base) if audio.start_time is not None else 0.0
     position = None  # time of the next sample, seconds
     try:
         for frame in container.decode(audio):
             rate = frame.sample_rate
             mono = _to_mono(frame)
             if frame.time is not None:
-                position = frame.time
+                if position is not None and frame.time - origin > position + GAP_TOLERANCE:
+                    raise MediaError(path, f"corrupt audio data: {frame.time - origin - position:.1f} s "
+                                           f"missing at {position:.1f} s")
+                position = frame.time - origin
             elif position is None:
                 position = 0.0
             skip = max(0, round((start - position) * rate))

@@ -58,14 +58,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    common.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the network (default: all cores)")
     parser = argparse.ArgumentParser(prog="soundalike", description="Recommend music by how it sounds.")
     parser.add_argument("--version", action="version", version=f"soundalike {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the network (default: all cores)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("analyze", help="print a file's top tags; optionally save patch tags and embeddings")
+    p = sub.add_parser("analyze", parents=[common],
+                       help="print a file's top tags; optionally save patch tags and embeddings")
     p.add_argument("file", help="an audio file (MP3, M4A, OGG, Opus, FLAC, WAV, AIFF...)")
     p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY),
                    help=f"network (default {DEFAULT_MODEL})")

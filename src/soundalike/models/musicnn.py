@@ -71,6 +71,27 @@ class ConvBlock(nn.Module):
         pad = (0, 0, *self.time_pad) if x.dim() == 4 else self.time_pad
         return self.bn(F.relu(self.conv(F.pad(x, pad))))
 
+    def max_over_frequency(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x).amax(dim=3)`` for (B, C, T, F) input; output (B, C_out, T).
+
+        In eval mode batch norm is a fixed per-channel affine map, so ReLU then batch
+        norm is monotone in each channel (increasing where the scale is positive,
+        decreasing where negative): the maximum over frequency is the image of the
+        conv output's maximum, or minimum. Convolving with the weights of decreasing
+        channels negated turns that minimum into a maximum (exactly: negation is
+        exact in floating point), so one max-reduction over the small conv output
+        replaces two passes over the full (B, C, T, F) map.
+        """
+        if self.training:
+            return self(x).amax(dim=3)
+        bn = self.bn
+        sign = torch.where(bn.weight >= 0, 1.0, -1.0)
+        conv = F.conv2d(F.pad(x, (0, 0, *self.time_pad)), self.conv.weight * sign.view(-1, 1, 1, 1),
+                        self.conv.bias * sign)
+        extreme = conv.amax(dim=3) * sign.view(1, -1, 1)
+        return F.batch_norm(F.relu(extreme), bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                            False, 0.0, bn.eps)
+
 
 class FrontEnd(nn.Module):
     """Timbral (tall, frequency-spanning) and temporal (long, one-band) filters.
@@ -96,7 +117,8 @@ class FrontEnd(nn.Module):
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         x = self.input_bn(logmel.unsqueeze(1))
-        return torch.cat([block(x).amax(dim=3) for block in [*self.timbral, *self.temporal]], dim=1)
+        blocks = [*self.timbral, *self.temporal]
+        return torch.cat([block.max_over_frequency(x) for block in blocks], dim=1)
 
 
 class MidEnd(nn.Module):
