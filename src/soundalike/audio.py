@@ -77,19 +77,24 @@ def _describe(exc: BaseException) -> str:
 
 
 def _to_mono(frame: av.AudioFrame) -> np.ndarray:
-    """One decoded frame as mono float32 in [-1, 1], the mean of its channels."""
-    fmt = frame.format.name.rstrip("p")
-    dtype, scale, offset = _SAMPLE_FORMATS[fmt]
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    if not frame.format.is_planar:
-        data = data.reshape(-1, channels).T
-    samples = data.astype(np.float32)
+    """One decoded frame as mono float32 in [-1, 1], the mean of its channels.
+
+    Reads the frame's planes in place (no intermediate stacked array): decoding
+    a song is thousands of frames, so per-frame copies add up.
+    """
+    dtype, scale, offset = _SAMPLE_FORMATS[frame.format.name.rstrip("p")]
+    n, channels = frame.samples, len(frame.layout.channels)
+    if frame.format.is_planar:
+        planes = [np.frombuffer(plane, dtype, count=n) for plane in frame.planes[:channels]]
+    else:
+        packed = np.frombuffer(frame.planes[0], dtype, count=n * channels)
+        planes = [packed[c::channels] for c in range(channels)]
+    mono = planes[0].astype(np.float32)
+    for plane in planes[1:]:
+        mono += plane
     if offset:
-        samples += offset
-    mono = samples.mean(axis=0) if channels > 1 else samples[0]
-    if scale != 1.0:
-        mono *= np.float32(scale)
+        mono += np.float32(offset * channels)
+    mono *= np.float32(scale / channels)
     return mono
 
 
