@@ -29,11 +29,12 @@ def tone(freq: float = 440.0, seconds: float = 2.0, rate: int = 44_100, amp: flo
     return np.tile(y, (channels, 1))
 
 
-def chord(seconds: float = 4.0, rate: int = 22_050, seed: int = 0) -> np.ndarray:
-    """A few harmonic tones with an envelope, clicks and a little noise, shape (1, n)."""
+def chord(seconds: float = 4.0, rate: int = 22_050, seed: int = 0, root: float = 220.0) -> np.ndarray:
+    """A major chord on ``root`` Hz with an envelope, clicks and a little noise, shape (1, n)."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
-    y = sum(np.sin(2 * np.pi * f * t) / (i + 1) for i, f in enumerate((220.0, 277.2, 329.6, 440.0)))
+    ratios = (1.0, 1.26, 1.498, 2.0)
+    y = sum(np.sin(2 * np.pi * root * r * t) / (i + 1) for i, r in enumerate(ratios))
     y *= 0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t) ** 2
     y[:: rate // 2] += 1.0
     y += 0.05 * rng.standard_normal(len(t))

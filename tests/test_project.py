@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "soundalike"
-LAYERS = ["errors", "audio", "features", "models", "analysis", "cli"]
+LAYERS = ["errors", "audio", "features", "models", "analysis", "library", "recommend", "cli"]
 
 
 def readme_commands():

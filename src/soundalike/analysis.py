@@ -81,7 +81,34 @@ def _resolve(model: AudioModel | str) -> AudioModel:
     return load_model(model) if isinstance(model, str) else model
 
 
-@torch.inference_mode()
+def _infer(model: AudioModel, windows: Iterable[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run windows through the network in batches: (taggram (P, n_tags), embeddings (P, d))."""
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+    taggram, embeddings, batch = [], [], []
+
+    def run():
+        with torch.inference_mode():
+            out = model.features(torch.from_numpy(np.stack(batch)))
+            taggram.append(model.probabilities(out.logits).numpy())
+            embeddings.append(out.embedding.numpy())
+        batch.clear()
+
+    for window in windows:
+        batch.append(window)
+        if len(batch) == batch_size:
+            run()
+    if batch:
+        run()
+    return np.concatenate(taggram), np.concatenate(embeddings)
+
+
+def _result(model: AudioModel, taggram, embeddings, starts, padded: bool) -> Analysis:
+    return Analysis(model=getattr(model, "name", type(model).__name__), tags=model.labels,
+                    taggram=taggram, embeddings=embeddings, starts=np.asarray(starts, dtype=np.float64),
+                    padded=padded)
+
+
 def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAULT_MODEL, *,
                    batch_size: int = DEFAULT_BATCH, offset: float = 0.0) -> Analysis:
     """Analyse a streamed signal at ``model.window.sample_rate``; see :func:`analyze`.
@@ -89,40 +116,57 @@ def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAU
     ``offset`` (seconds) is added to the patch start times, for excerpts.
     """
     model = _resolve(model)
-    if batch_size < 1:
-        raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
     window = model.window
-    counted = [0]
+    total = 0
 
-    def counting(blocks):
+    def counted(blocks):
+        nonlocal total
         for block in blocks:
-            counted[0] += len(block)
+            total += len(block)
             yield block
 
-    taggram, embeddings, batch = [], [], []
+    taggram, embeddings = _infer(model, iter_windows(counted(blocks), window), batch_size)
+    starts = offset + np.arange(len(taggram)) * window.hop_seconds
+    return _result(model, taggram, embeddings, starts, padded=total + 2 * window.pad < window.length)
 
-    def run(batch):
-        out = model.features(torch.from_numpy(np.stack(batch)))
-        taggram.append(model.probabilities(out.logits).numpy())
-        embeddings.append(out.embedding.numpy())
 
-    for win in iter_windows(counting(blocks), window):
-        batch.append(win)
-        if len(batch) == batch_size:
-            run(batch)
-            batch = []
-    if batch:
-        run(batch)
-    n = sum(len(t) for t in taggram)
-    padded = counted[0] + 2 * window.pad < window.length
-    return Analysis(
-        model=getattr(model, "name", type(model).__name__),
-        tags=model.labels,
-        taggram=np.concatenate(taggram),
-        embeddings=np.concatenate(embeddings),
-        starts=offset + np.arange(n) * window.hop_seconds,
-        padded=padded,
-    )
+def excerpt_starts(duration: float, n: int, window: WindowSpec) -> np.ndarray | None:
+    """Start times (s) of ``n`` windows centred in ``n`` equal parts of a track.
+
+    None when the track is too short to hold ``n`` patches without overlap: analyse
+    it whole instead.
+    """
+    if n < 1:
+        raise ParameterError(f"excerpt must be >= 1 patches, got {n}")
+    sr = window.sample_rate
+    if duration * sr < n * window.hop + window.length:
+        return None
+    centres = (np.arange(n) + 0.5) * duration / n
+    return np.clip(centres - window.length / sr / 2, 0.0, duration - window.length / sr)
+
+
+def analyze_excerpts(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MODEL, *, n: int,
+                     duration: float, batch_size: int = DEFAULT_BATCH) -> Analysis:
+    """Like :func:`analyze` on ``n`` evenly spread patches only, reached by seeking.
+
+    ``duration`` is the track's length in seconds (from its metadata). A track too
+    short for ``n`` separate patches is analysed whole.
+    """
+    model = _resolve(model)
+    window = model.window
+    starts = excerpt_starts(duration, n, window)
+    if starts is None:
+        return analyze(path, model, batch_size=batch_size)
+    clips = audio.load_excerpts(path, starts=list(starts), duration=window.length / window.sample_rate,
+                                sr=window.sample_rate)
+    windows = (np.pad(c[: window.length], (0, window.length - len(c[: window.length]))) for c in clips)
+    taggram, embeddings = _infer(model, windows, batch_size)
+    return _result(model, taggram, embeddings, starts + window.pad / window.sample_rate, padded=False)
+
+
+def aggregate(embeddings: np.ndarray) -> np.ndarray:
+    """The track vector: mean of the patch embeddings (P, d) -> (d,) float32."""
+    return np.asarray(embeddings, dtype=np.float32).mean(axis=0)
 
 
 def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DEFAULT_MODEL, *,

@@ -129,12 +129,7 @@ def stream(
         The file is missing, unreadable, empty, not audio, corrupt or truncated.
     """
     path = Path(path)
-    if not MIN_RATE <= sr <= MAX_RATE:
-        raise ParameterError(f"sr must be between {MIN_RATE} and {MAX_RATE} Hz, got {sr}")
-    if not start >= 0:
-        raise ParameterError(f"start must be >= 0 seconds, got {start}")
-    if duration is not None and not duration > 0:
-        raise ParameterError(f"duration must be > 0 seconds or None, got {duration}")
+    _check_parameters(sr, start, duration)
     container = _open(path)
     try:
         if not container.streams.audio:
@@ -172,6 +167,15 @@ def _declared_length(path: Path) -> float | None:
     return tagged.info.length or None if exact else None
 
 
+def _check_parameters(sr: int, start: float, duration: float | None) -> None:
+    if not MIN_RATE <= sr <= MAX_RATE:
+        raise ParameterError(f"sr must be between {MIN_RATE} and {MAX_RATE} Hz, got {sr}")
+    if not start >= 0:
+        raise ParameterError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and not duration > 0:
+        raise ParameterError(f"duration must be > 0 seconds or None, got {duration}")
+
+
 def _check_complete(path: Path, decoded_end: float) -> None:
     """Raise if the file declares more audio than could be decoded (a truncated file)."""
     declared = _declared_length(path)
@@ -181,9 +185,13 @@ def _check_complete(path: Path, decoded_end: float) -> None:
         )
 
 
-def _native_blocks(path: Path, container, audio, start: float, duration: float | None):
-    """Yield (sample_rate, mono block) at the file's own rate, trimmed to the excerpt."""
-    if start > 0:
+def _native_blocks(path: Path, container, audio, start: float, duration: float | None,
+                   seek: bool = False):
+    """Yield (sample_rate, mono block) at the file's own rate, trimmed to the excerpt.
+
+    Seeks when ``start`` > 0 or ``seek`` is set (the container was read before).
+    """
+    if start > 0 or seek:
         try:
             origin_pts = audio.start_time or 0
             container.seek(origin_pts + int(start / audio.time_base), stream=audio)
@@ -221,7 +229,8 @@ def _native_blocks(path: Path, container, audio, start: float, duration: float |
         raise MediaError(path, f"corrupt audio data{at} ({_describe(exc)})") from None
 
 
-def _resampled(path, container, audio, sr: int, start: float, duration: float | None):
+def _resampled(path, container, audio, sr: int, start: float, duration: float | None,
+               seek: bool = False):
     """Gather native blocks of about BLOCK_SECONDS and resample them to ``sr``."""
     resampler, rate, pending, pending_len = None, None, [], 0
 
@@ -233,7 +242,7 @@ def _resampled(path, container, audio, sr: int, start: float, duration: float | 
             return block
         return resampler.resample_chunk(block, last=last)
 
-    for block_rate, block in _native_blocks(path, container, audio, start, duration):
+    for block_rate, block in _native_blocks(path, container, audio, start, duration, seek):
         if block_rate != rate:  # first block, or the stream changed its rate
             if rate is not None:
                 yield flush(last=True)
@@ -267,6 +276,48 @@ def load(
         Samples in [-1, 1] at ``sr`` Hz.
     """
     return np.concatenate(list(stream(path, sr=sr, start=start, duration=duration)))
+
+
+def load_excerpts(
+    path: str | os.PathLike,
+    *,
+    starts: list[float],
+    duration: float,
+    sr: int = 16_000,
+) -> list[np.ndarray]:
+    """Decode several excerpts of one file, seeking to each (the file is opened once).
+
+    Parameters
+    ----------
+    starts : list of float >= 0, seconds
+    duration : float > 0, seconds, the length of every excerpt
+
+    Returns
+    -------
+    list of np.ndarray [shape=(n,), dtype=float32]
+        One array per start; shorter than ``duration`` where the file ends first.
+
+    Raises
+    ------
+    MediaError
+        As :func:`stream`, or when an excerpt yields no audio at all.
+    """
+    path = Path(path)
+    _check_parameters(sr, min(starts, default=0.0), duration)
+    container = _open(path)
+    try:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        audio = container.streams.audio[0]
+        excerpts = []
+        for i, start in enumerate(starts):
+            blocks = list(_resampled(path, container, audio, sr, start, duration, seek=i > 0))
+            if not blocks:
+                raise MediaError(path, f"no audio could be decoded after {start:g} s")
+            excerpts.append(np.concatenate(blocks))
+        return excerpts
+    finally:
+        container.close()
 
 
 def _first(tags, key: str) -> str | None:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, audio
+from . import __version__, audio, recommend
 from .analysis import DEFAULT_BATCH, analyze_blocks
-from .errors import SoundalikeError
+from .errors import ParameterError, SoundalikeError
+from .library import Library, indexer
 from .models import DEFAULT_MODEL, REGISTRY, load_model
 
 log = logging.getLogger("soundalike")
@@ -57,6 +58,108 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    with Library(args.library, create=True) as library:
+        catalogue = library.catalogue
+        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed)
+        removed = catalogue.remove(plan.removed)
+        model_name = args.model or catalogue.model or DEFAULT_MODEL
+        failed, indexed, seconds = [], 0, 0.0
+        outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
+                               excerpt=args.excerpt)
+        with tqdm(total=len(plan.todo), unit="track", desc="indexing", disable=not plan.todo or None,
+                  dynamic_ncols=True) as bar:
+            for outcome in outcomes:
+                bar.update(1)
+                if outcome.reason is None:
+                    indexed += 1
+                    seconds += outcome.audio_seconds
+                    bar.set_postfix_str(f"{seconds / max(bar.format_dict['elapsed'], 1e-9):.0f}x real time")
+                else:
+                    failed.append(outcome)
+                    bar.write(f"failed: {outcome.path}: {outcome.reason}")
+        if catalogue.count():
+            library.index  # brings the vector index up to date and saves it
+        print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
+              f" ({catalogue.count()} tracks in {library.path})")
+        if plan.failed_before:
+            print(f"{plan.failed_before} files that failed before are unchanged and were skipped "
+                  "(--retry-failed tries them again)")
+        for outcome in failed:
+            print(f"  failed: {outcome.path}: {outcome.reason}")
+    return 1 if failed else 0
+
+
+def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool, score_name: str) -> None:
+    if as_json:
+        print(json.dumps([{"rank": i, **r.as_dict()} for i, r in enumerate(recommendations, 1)], ensure_ascii=False))
+        return
+    for i, r in enumerate(recommendations, 1):
+        tags = ", ".join(f"{t} {p:.2f}" for t, p in r.top_tags)
+        print(f"{i:3d}  {r.score:6.3f}  {r.track.label}  [{tags}]\n                {r.track.path}")
+    if not recommendations:
+        print("no tracks match")
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    with Library(args.library, create=False) as library:
+        seed = library.resolve(args.query)
+        found = recommend.similar(library, seed, k=args.k, tag=args.tag, min_prob=args.min_prob,
+                                  exclude_artist=args.exclude_artist)
+        if not args.json:
+            where = "" if seed.track else " (not in the library)"
+            print(f"similar to {seed.track.label if seed.track else Path(seed.path).name}{where}:")
+        _print_tracks(found, args.json, "score")
+    return 0
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    with Library(args.library, create=False) as library:
+        seed = library.resolve(args.query)
+        names = library.catalogue.tag_names or list(library.model.labels)
+        order = np.argsort(-seed.tags, kind="stable")[: args.top]
+        tags = [(names[i], float(seed.tags[i])) for i in order]
+        if args.json:
+            print(json.dumps({"path": seed.path, "id": seed.track.id if seed.track else None,
+                              "tags": [{"tag": t, "probability": round(p, 4)} for t, p in tags]}, ensure_ascii=False))
+        else:
+            print(seed.track.label if seed.track else seed.path)
+            for tag, p in tags:
+                print(f"  {p:6.3f}  {tag}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with Library(args.library, create=False) as library:
+        _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k), args.json, "probability")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .library import export
+
+    with Library(args.library, create=False) as library:
+        n = export.export(library.catalogue, args.out)
+    print(f"exported {n} tracks to {args.out}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with Library(args.library, create=False) as library:
+        stats = library.stats()
+        failures = library.catalogue.failures()
+    if args.json:
+        print(json.dumps({**stats, "failures": [{"path": p, "reason": r} for p, r in failures]}))
+        return 0
+    for key, value in stats.items():
+        print(f"{key:>14}: {value}")
+    for path, reason in failures:
+        print(f"  failed: {path}: {reason}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -78,6 +181,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_analyze)
+
+    lib = argparse.ArgumentParser(add_help=False, parents=[common])
+    lib.add_argument("--library", default=None,
+                     help="library file (default: $SOUNDALIKE_LIBRARY or the user data directory)")
+
+    p = sub.add_parser("index", parents=[lib], help="analyse a music collection into the library")
+    p.add_argument("dirs", nargs="+", help="folders (or files) of music")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel analysis processes (default: one per core)")
+    p.add_argument("--excerpt", type=int, default=0,
+                   help="analyse N evenly spread 3 s patches per track instead of all (0 = all)")
+    p.add_argument("--model", choices=sorted(REGISTRY), default=None,
+                   help=f"network for a new library (default {DEFAULT_MODEL})")
+    p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("similar", parents=[lib], help="tracks that sound like a track or any audio file")
+    p.add_argument("query", help="a path in the library, a track id, words of artist/title, or any audio file")
+    p.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    p.add_argument("--tag", help="only tracks predicted to have this tag (or with this genre)")
+    p.add_argument("--min-prob", type=float, default=0.5, help="tag probability threshold (default 0.5)")
+    p.add_argument("--exclude-artist", action="store_true", help="skip the seed's artist")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("tags", parents=[lib], help="a track's predicted tags")
+    p.add_argument("query")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tags)
+
+    p = sub.add_parser("search", parents=[lib], help="tracks ranked by a predicted tag")
+    p.add_argument("--tag", required=True)
+    p.add_argument("-k", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("export", parents=[lib], help="write ids, paths, metadata, vectors and tags")
+    p.add_argument("--out", required=True, help="FILE.npz or FILE.csv")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("stats", parents=[lib], help="counts, failures, model, size on disk")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 

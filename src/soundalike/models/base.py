@@ -43,12 +43,13 @@ class Outputs(NamedTuple):
 class AudioModel(nn.Module):
     """A network that takes waveform windows ``(batch, window.length)`` at ``window.sample_rate``.
 
-    Subclasses set ``window``, ``labels`` and ``multilabel`` (sigmoid outputs when
-    True, softmax otherwise) and implement :meth:`features`.
+    Subclasses set ``window``, ``labels``, ``embedding_dim`` and ``multilabel``
+    (sigmoid outputs when True, softmax otherwise) and implement :meth:`features`.
     """
 
     window: WindowSpec
     labels: tuple[str, ...]
+    embedding_dim: int
     multilabel: bool = True
 
     def features(self, waveform: torch.Tensor) -> Outputs:

@@ -166,6 +166,7 @@ class MusiCNN(AudioModel):
         super().__init__()
         fe = config.frontend
         self.config = config
+        self.embedding_dim = config.dense_units
         self.labels = tuple(labels) if labels is not None else tuple(f"tag{i}" for i in range(config.n_classes))
         if len(self.labels) != config.n_classes:
             raise ValueError(f"{len(self.labels)} labels for {config.n_classes} classes")

@@ -1,0 +1,160 @@
+"""Library benchmarks: indexing the soundtracks corpus, and query latency at scale.
+
+    python bench/bench_library.py index CORPUS_DIR [--excerpts 3,5,10] [--workers 1,2]
+    python bench/bench_library.py query [--sizes 10000,100000,1000000] [--queries 500]
+
+``index`` builds one library per setting with ``soundalike index`` (fresh each time),
+reports tracks per second and real-time factor, and compares each excerpt setting's
+top-10 neighbours with full analysis (mean overlap; a track's own file never counts).
+CORPUS_DIR is what ``../shared/data/fetch-soundtracks`` writes.
+
+``query`` times top-10 queries on one thread against synthetic clustered vectors of
+MusiCNN's size (200-d) through soundalike's VectorIndex (exact below 100k tracks,
+HNSW above), with recall@10 against exact search, memory and disk per track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_index(corpus: Path, library: Path, workers: int, excerpt: int) -> dict:
+    cmd = [str(Path(sys.executable).parent / "soundalike"), "index", str(corpus), "--library", str(library),
+           "--workers", str(workers), "--excerpt", str(excerpt)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    seconds = time.perf_counter() - t0
+    from soundalike.library import Library
+
+    with Library(library) as lib:
+        n = lib.catalogue.count()
+        hours = lib.stats()["hours"]
+    return {"workers": workers, "excerpt": excerpt, "tracks": n, "seconds": round(seconds, 1),
+            "tracks_per_s": round(n / seconds, 2), "rtf": round(hours * 3600 / seconds, 1),
+            "sqlite_kib_per_track": round(library.stat().st_size / 1024 / n, 1)}
+
+
+def neighbours(library: Path, k: int = 10) -> dict[str, list[str]]:
+    from soundalike.library import Library
+    from soundalike.library.vectors import normalize
+
+    with Library(library) as lib:
+        ids, vectors = lib.catalogue.arrays("vector")
+        paths = {t.id: t.path for t in lib.catalogue.tracks()}
+    unit = normalize(vectors)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1)[:, :k]
+    return {paths[int(i)]: [paths[int(ids[j])] for j in row] for i, row in zip(ids, order)}
+
+
+def cmd_index(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        libraries = {}
+        for workers in [int(w) for w in args.workers.split(",")]:
+            for excerpt in [0, *[int(e) for e in args.excerpts.split(",")]]:
+                library = Path(tmp) / f"w{workers}-e{excerpt}.sqlite"
+                rows.append(run_index(args.corpus, library, workers, excerpt))
+                libraries[excerpt] = library
+                print(json.dumps(rows[-1]), file=sys.stderr)
+        full = neighbours(libraries[0])
+        for excerpt, library in libraries.items():
+            if excerpt:
+                other = neighbours(library)
+                overlap = np.mean([len(set(full[p]) & set(other[p])) / 10 for p in full])
+                for row in rows:
+                    if row["excerpt"] == excerpt:
+                        row["top10_overlap_with_full"] = round(float(overlap), 3)
+    print("| workers | excerpt | tracks | seconds | tracks/s | RTF | top-10 overlap with full | SQLite KiB/track |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workers']} | {r['excerpt'] or 'full'} | {r['tracks']} | {r['seconds']} | {r['tracks_per_s']} "
+              f"| {r['rtf']}x | {r.get('top10_overlap_with_full', '-')} | {r['sqlite_kib_per_track']} |")
+
+
+def clustered(n: int, d: int = 200, clusters: int = 1000, seed: int = 0) -> np.ndarray:
+    """Vectors around ``clusters`` centres (genres/albums), like real track embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)).astype(np.float32)
+    out = np.empty((n, d), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        out[start : start + m] = centres[rng.integers(0, clusters, m)] + 0.5 * rng.standard_normal((m, d))
+    return out
+
+
+def cmd_query(args) -> None:
+    import faiss
+
+    from soundalike.library.vectors import VectorIndex, normalize
+
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        vectors = clustered(n)
+        queries = clustered(args.queries, seed=1)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
+        index = VectorIndex.build(np.arange(n), vectors)
+        faiss.omp_set_num_threads(1)
+        build = time.perf_counter() - t0
+        latencies, found = [], []
+        for q in queries:
+            t = time.perf_counter()
+            found.append(index.search(q, 10)[1])
+            latencies.append(time.perf_counter() - t)
+        exact = faiss.IndexFlatIP(vectors.shape[1])
+        exact.add(normalize(vectors))
+        _, truth = exact.search(normalize(queries), 10)
+        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "x.faiss"
+            faiss.write_index(index.index, str(path))
+            disk = path.stat().st_size
+        rows.append({"tracks": n, "kind": index.kind, "build_s": round(build, 1),
+                     "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 3),
+                     "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 3),
+                     "recall_at_10": round(float(recall), 4), "index_bytes_per_track": round(disk / n),
+                     "peak_rss_growth_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+        del index, exact, vectors
+    print("| tracks | index | build s | p50 ms | p99 ms | recall@10 | index bytes/track |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tracks']:,} | {r['kind']} | {r['build_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} "
+              f"| {r['index_bytes_per_track']} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("index")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("--excerpts", default="3,5,10")
+    p.add_argument("--workers", default=f"1,{os.cpu_count()}")
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("query")
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--queries", type=int, default=500)
+    p.set_defaults(func=cmd_query)
+    args = parser.parse_args()
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The library: a catalogue of analysed tracks, its vector index, and queries on them."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import analysis, audio
+from ..errors import ParameterError, SoundalikeError
+from ..models import load_model
+from .catalogue import Catalogue, LibraryError, Track, TrackRecord
+from .vectors import EXACT_LIMIT, VectorIndex, normalize, open_index
+
+LIBRARY_ENV = "SOUNDALIKE_LIBRARY"
+SUBSET_EXACT_LIMIT = 20_000  # filtered searches over fewer tracks than this are exact
+
+
+def default_library_path() -> Path:
+    """``$SOUNDALIKE_LIBRARY``, else ``library.sqlite`` in the user's data directory."""
+    if os.environ.get(LIBRARY_ENV):
+        return Path(os.environ[LIBRARY_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("soundalike")) / "library.sqlite"
+
+
+class QueryError(SoundalikeError):
+    """A query names no track of the library and no audio file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    """A query resolved to vectors: a library track, or a file analysed on the fly.
+
+    vector : (d,) track vector; tags : (n_tags,) mean tag probabilities;
+    patches : (P, d) patch embeddings; starts : (P,) seconds
+    """
+
+    track: Track | None
+    path: str
+    artist: str | None
+    duration: float | None
+    vector: np.ndarray
+    tags: np.ndarray
+    patches: np.ndarray
+    starts: np.ndarray
+
+
+class Library:
+    """A catalogue file plus its vector index (opened lazily, kept up to date)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
+                 exact_limit: int = EXACT_LIMIT):
+        self.path = Path(path).expanduser() if path else default_library_path()
+        self.catalogue = Catalogue(self.path, create=create)
+        self.exact_limit = exact_limit
+
+    def close(self) -> None:
+        self.catalogue.close()
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @functools.cached_property
+    def index(self) -> VectorIndex:
+        return open_index(self.catalogue, exact_limit=self.exact_limit)
+
+    @functools.cached_property
+    def model(self):
+        if not self.catalogue.model:
+            raise LibraryError(f"{self.path}: the library is empty; index some music first")
+        return load_model(self.catalogue.model)
+
+    @functools.cached_property
+    def _tag_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.catalogue.arrays("tags")
+
+    def tag_index(self, tag: str) -> int:
+        """Position of a predicted tag (case-insensitive); ParameterError lists the known ones."""
+        names = self.catalogue.tag_names
+        lowered = [n.casefold() for n in names]
+        if tag.casefold() not in lowered:
+            raise ParameterError(f"unknown tag {tag!r}; the model's tags are: {', '.join(names)}")
+        return lowered.index(tag.casefold())
+
+    def tag_scores(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids (n,), predicted probability of ``tag`` (n,))."""
+        ids, matrix = self._tag_matrix
+        if not len(ids):
+            return ids, np.zeros(0, np.float32)
+        return ids, matrix[:, self.tag_index(tag)]
+
+    def tag_filter(self, tag: str, min_prob: float) -> np.ndarray:
+        """Ids of tracks whose predicted ``tag`` probability is at least ``min_prob``,
+        or whose file genre is ``tag`` (case-insensitive)."""
+        if not 0 <= min_prob <= 1:
+            raise ParameterError(f"min_prob must be in [0, 1], got {min_prob}")
+        by_genre = np.fromiter((r[0] for r in self.catalogue.db.execute(
+            "SELECT id FROM tracks WHERE genre = ? COLLATE NOCASE", (tag,))), np.int64)
+        names = [n.casefold() for n in self.catalogue.tag_names]
+        if tag.casefold() not in names:
+            if len(by_genre):
+                return by_genre
+            self.tag_index(tag)  # raises, listing the tags
+        ids, probs = self.tag_scores(tag)
+        return np.union1d(ids[probs >= min_prob], by_genre)
+
+    def nearest(self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores and ids of the ``k`` nearest tracks (restricted to ``allowed``)."""
+        if allowed is not None and len(allowed) <= SUBSET_EXACT_LIMIT and self.index.kind != "exact":
+            ids, vectors = self.catalogue.arrays("vector", allowed)
+            if not len(ids):
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            scores = normalize(vectors) @ normalize(vector)
+            order = np.argsort(-scores, kind="stable")[:k]
+            return scores[order], ids[order]
+        return self.index.search(vector, k, allowed=allowed)
+
+    def vectors(self, ids) -> np.ndarray:
+        """Track vectors (n, d) in the order of ``ids``."""
+        found, matrix = self.catalogue.arrays("vector", ids)
+        position = {int(i): row for row, i in enumerate(found)}
+        return matrix[[position[int(i)] for i in ids]]
+
+    # --- queries ---------------------------------------------------------------------
+    def resolve(self, query: str) -> Seed:
+        """A library path, a track id, an audio file outside the library, or words
+        matched against artist, title, album and path (the first match, by artist and title)."""
+        candidate = Path(query).expanduser()
+        if candidate.is_file():
+            track = self.catalogue.track_by_path(str(candidate.resolve()))
+            return self.seed(track) if track else self.analyse_outside(candidate)
+        if query.strip().isdigit():
+            track = self.catalogue.track(int(query))
+            if track:
+                return self.seed(track)
+        matches = self.catalogue.search_text(query, limit=1)
+        if matches:
+            return self.seed(matches[0])
+        raise QueryError(f"{query!r}: no such track id, file, or artist/title in {self.path}")
+
+    def seed(self, track: Track) -> Seed:
+        patches, starts = self.catalogue.patches(track.id)
+        ids, tags = self.catalogue.arrays("tags", [track.id])
+        return Seed(track, track.path, track.artist, track.duration, self.vectors([track.id])[0],
+                    tags[0], patches, starts)
+
+    def analyse_outside(self, path: str | os.PathLike) -> Seed:
+        """Analyse a file that is not in the library (it is not added)."""
+        meta = audio.read_metadata(path)
+        result = analysis.analyze(path, self.model)
+        return Seed(None, str(path), meta.artist, meta.duration, analysis.aggregate(result.embeddings),
+                    result.tag_probabilities, result.embeddings, result.starts)
+
+    def top_tags(self, track_ids, n: int = 3) -> dict[int, list[tuple[str, float]]]:
+        names = self.catalogue.tag_names
+        ids, matrix = self.catalogue.arrays("tags", track_ids)
+        out = {}
+        for i, row in zip(ids, matrix):
+            order = np.argsort(-row, kind="stable")[:n]
+            out[int(i)] = [(names[j], float(row[j])) for j in order]
+        return out
+
+    def stats(self) -> dict:
+        index_kind = self.index.kind if self.catalogue.count() else None
+        return {
+            "library": str(self.path),
+            "tracks": self.catalogue.count(),
+            "failed": len(self.catalogue.failures()),
+            "model": self.catalogue.model,
+            "index": index_kind,
+            "hours": round((self.catalogue.db.execute("SELECT SUM(duration) FROM tracks").fetchone()[0] or 0) / 3600, 2),
+            "bytes_on_disk": self.catalogue.size_on_disk(),
+        }
+
+
+__all__ = ["Catalogue", "Library", "LibraryError", "QueryError", "Seed", "Track", "TrackRecord",
+           "default_library_path"]

@@ -1,0 +1,190 @@
+"""Scanning folders and indexing new or changed files with parallel worker processes."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .. import analysis, audio
+from ..errors import ParameterError
+from ..models import load_model
+from .catalogue import Catalogue, TrackRecord
+
+AUDIO_EXTENSIONS = frozenset({".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wav",
+                              ".aif", ".aiff", ".wma", ".wv", ".ape", ".mka", ".webm"})
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    path: str  # absolute, as stored
+    size: int
+    mtime_ns: int
+
+
+@dataclasses.dataclass
+class Plan:
+    """What an index run will do: analyse ``todo``, drop ``removed``."""
+
+    todo: list[FileState]
+    unchanged: int
+    failed_before: int  # unchanged files that failed last time (skipped)
+    removed: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One file's result: ``reason`` is None when it was indexed."""
+
+    path: str
+    reason: str | None
+    audio_seconds: float = 0.0
+
+
+def find_audio(roots: Iterable[str | os.PathLike]) -> Iterator[FileState]:
+    """Audio files (by extension) under ``roots``, sorted within each folder."""
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        if root.is_file():
+            candidates = [root]
+        elif root.is_dir():
+            candidates = (Path(d) / f for d, dirs, files in os.walk(root) if not dirs.sort()
+                          for f in sorted(files))
+        else:
+            raise ParameterError(f"{root}: no such file or folder")
+        for path in candidates:
+            if path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith("."):
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                yield FileState(str(path), st.st_size, st.st_mtime_ns)
+
+
+def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_failed: bool = False) -> Plan:
+    """Compare the files under ``roots`` with the catalogue."""
+    roots = [Path(r).expanduser().resolve() for r in roots]
+    known = catalogue.file_states()
+    found = {f.path: f for f in find_audio(roots)}
+    todo, unchanged, failed_before = [], 0, 0
+    for f in found.values():
+        state = known.get(f.path)
+        if state is None or (state[0], state[1]) != (f.size, f.mtime_ns):
+            todo.append(f)
+        elif state[2] and retry_failed:
+            todo.append(f)
+        elif state[2]:
+            failed_before += 1
+        else:
+            unchanged += 1
+    under = [str(r) + os.sep for r in roots if r.is_dir()]
+    removed = [p for p in known if p not in found and (any(p.startswith(u) for u in under) or
+                                                       any(p == str(r) for r in roots))]
+    return Plan(todo, unchanged, failed_before, removed)
+
+
+def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
+    """Analyse one file into a catalogue record; raises SoundalikeError on bad media."""
+    meta = audio.read_metadata(f.path)
+    if excerpt and meta.duration:
+        result = analysis.analyze_excerpts(f.path, model, n=excerpt, duration=meta.duration)
+    else:
+        result = analysis.analyze(f.path, model)
+    return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=excerpt,
+                       vector=analysis.aggregate(result.embeddings), tags=result.tag_probabilities,
+                       patches=result.embeddings, starts=result.starts.astype("float32"))
+
+
+# --- worker processes ----------------------------------------------------------------
+_MODEL = None
+
+
+def _init_worker(model_name: str, threads: int) -> None:
+    import torch
+
+    global _MODEL
+    torch.set_num_threads(threads)
+    _MODEL = load_model(model_name)
+
+
+def _work(f: FileState, excerpt: int):
+    """Runs in a worker: (record, None) or (None, reason)."""
+    try:
+        return analyse_file(f, _MODEL, excerpt), None
+    except Exception as exc:  # a bad file must not stop the run: record why instead
+        from ..errors import MediaError
+
+        reason = exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+        return None, reason
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of ``workers`` processes, so cores are not oversubscribed."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers: int,
+        excerpt: int = 0) -> Iterator[Outcome]:
+    """Analyse ``todo`` and store each result as soon as it arrives, one transaction each.
+
+    Yields an :class:`Outcome` per file, in completion order. ``workers`` > 1 uses
+    that many processes (spawned, each with ``threads_per_worker`` torch threads);
+    at most ``2 * workers`` files are in flight, and they are all a kill can lose.
+    """
+    if workers < 1:
+        raise ParameterError(f"workers must be >= 1, got {workers}")
+    if excerpt < 0:
+        raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
+    model = load_model(model_name)
+    catalogue.bind_model(model_name, model.labels, model.embedding_dim)
+
+    def store(f: FileState, record, reason) -> Outcome:
+        if record is None:
+            catalogue.put_failure(f.path, f.size, f.mtime_ns, reason)
+            return Outcome(f.path, reason)
+        catalogue.put(record)
+        return Outcome(f.path, None, record.metadata.duration or 0.0)
+
+    if workers == 1:
+        global _MODEL
+        _MODEL = model
+        for f in todo:
+            yield store(f, *_work(f, excerpt))
+        return
+    pending, suspects = deque(todo), deque()
+    context = multiprocessing.get_context("spawn")
+    while pending or suspects:
+        # After a worker died, the files it might have been analysing run one at a
+        # time in a fresh pool: the one that kills it again is recorded as failed.
+        pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                      initargs=(model_name, threads_per_worker(workers)))
+        in_flight: dict[cf.Future, tuple[FileState, bool]] = {}
+        broken = False
+        try:
+            while not broken and (pending or suspects or in_flight):
+                if suspects and not in_flight:
+                    f = suspects.popleft()
+                    in_flight[pool.submit(_work, f, excerpt)] = (f, True)
+                while not suspects and pending and len(in_flight) < 2 * workers:
+                    f = pending.popleft()
+                    in_flight[pool.submit(_work, f, excerpt)] = (f, False)
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    f, alone = in_flight.pop(future)
+                    try:
+                        record, reason = future.result()
+                    except cf.process.BrokenProcessPool:
+                        broken = True
+                        if alone:
+                            yield store(f, None, "the analysis process crashed on this file")
+                        else:
+                            suspects.append(f)
+                        continue
+                    yield store(f, record, reason)
+            suspects.extend(f for f, _ in in_flight.values())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,159 @@
+"""The vector index: faiss over unit-length track vectors (inner product = cosine).
+
+Exact search (``IndexFlatIP``) up to ``EXACT_LIMIT`` tracks, HNSW beyond (see
+docs/benchmarks.md for the measured latency and recall). The index is saved beside
+the catalogue as ``<library>.faiss`` with ``<library>.faiss.json`` recording the
+catalogue generation it reflects. Files are replaced atomically, index first, so
+after a crash at any point the recorded generation is either current (index good)
+or stale, and a stale index is brought up to date from SQLite on the next open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .catalogue import Catalogue
+
+EXACT_LIMIT = 100_000  # tracks searched exactly; HNSW above
+HNSW_M = 32  # graph degree
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128  # candidates kept while searching; recall against latency
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero). Shape (n, d) or (d,), float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1)
+
+
+class VectorIndex:
+    """Track ids and their unit vectors in a faiss index, with search and filters."""
+
+    def __init__(self, index: faiss.IndexIDMap2, kind: str):
+        self.index = index
+        self.kind = kind
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, *, exact_limit: int = EXACT_LIMIT) -> "VectorIndex":
+        """An index of ``vectors`` (n, d) under track ``ids`` (n,)."""
+        dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
+        if len(ids) > exact_limit:
+            inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            inner.hnsw.efSearch = HNSW_EF_SEARCH
+            kind = "hnsw"
+        else:
+            inner = faiss.IndexFlatIP(dim)
+            kind = "exact"
+        index = faiss.IndexIDMap2(inner)
+        if len(ids):
+            index.add_with_ids(normalize(vectors), np.asarray(ids, dtype=np.int64))
+        return cls(index, kind)
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def search(self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores (k,) and track ids (k,) of the nearest vectors, best first.
+
+        ``allowed``, when given, restricts the result to these track ids. Fewer than
+        ``k`` results come back when fewer tracks qualify.
+        """
+        q = normalize(query).reshape(1, -1)
+        k = min(k, len(self))
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        params = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+            if self.kind == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(HNSW_EF_SEARCH, k))
+        scores, ids = self.index.search(q, k, params=params)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    # --- persistence ---------------------------------------------------------------
+    @staticmethod
+    def paths(catalogue_path: Path) -> tuple[Path, Path]:
+        return Path(f"{catalogue_path}.faiss"), Path(f"{catalogue_path}.faiss.json")
+
+    def save(self, catalogue_path: Path, state: dict) -> None:
+        index_path, state_path = self.paths(catalogue_path)
+        tmp_index, tmp_state = Path(f"{index_path}.tmp"), Path(f"{state_path}.tmp")
+        faiss.write_index(self.index, str(tmp_index))
+        tmp_state.write_text(json.dumps({**state, "kind": self.kind, "count": len(self)}))
+        os.replace(tmp_index, index_path)
+        os.replace(tmp_state, state_path)
+
+    @classmethod
+    def load(cls, catalogue_path: Path) -> tuple["VectorIndex", dict] | None:
+        index_path, state_path = cls.paths(catalogue_path)
+        try:
+            state = json.loads(state_path.read_text())
+            index = faiss.read_index(str(index_path))
+        except (OSError, ValueError, RuntimeError):
+            return None
+        if not isinstance(index, faiss.IndexIDMap2):
+            index = faiss.downcast_index(index)
+        return cls(index, state.get("kind", "exact")), state
+
+
+def _state(catalogue: Catalogue) -> dict:
+    return {"generation": catalogue.generation, "model": catalogue.model}
+
+
+def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT) -> VectorIndex:
+    """The catalogue's vector index, up to date with it.
+
+    Loads the saved index when it reflects the catalogue's current generation;
+    otherwise removes the tracks deleted or rewritten since the saved generation and
+    adds the current vectors of new and rewritten ones, then saves it. It is rebuilt
+    from SQLite when there is no usable saved index, when HNSW would need deletions,
+    or when the library crossed ``exact_limit``.
+    """
+    wanted = _state(catalogue)
+    loaded = VectorIndex.load(catalogue.path)
+    if loaded is not None:
+        index, saved = loaded
+        if saved.get("generation") == wanted["generation"] and saved.get("model") == wanted["model"]:
+            return index
+        if saved.get("model") == wanted["model"] and isinstance(saved.get("generation"), int):
+            updated = _update(catalogue, index, saved["generation"], exact_limit)
+            if updated is not None:
+                updated.save(catalogue.path, wanted)
+                return updated
+    ids, vectors = catalogue.arrays("vector")
+    index = VectorIndex.build(ids, vectors, exact_limit=exact_limit)
+    index.save(catalogue.path, wanted)
+    return index
+
+
+def _update(catalogue: Catalogue, index: VectorIndex, since: int, exact_limit: int) -> VectorIndex | None:
+    """Apply the catalogue's changes after generation ``since``; None if a rebuild is needed."""
+    have = index.ids
+    current = catalogue.ids()
+    rewritten = catalogue.changed_since(since)
+    stale = np.union1d(np.setdiff1d(have, current), np.intersect1d(have, rewritten))
+    missing = np.union1d(np.setdiff1d(current, have), rewritten)
+    if (len(current) > exact_limit) != (index.kind == "hnsw") or (len(stale) and index.kind == "hnsw"):
+        return None
+    if len(stale):
+        index.index.remove_ids(stale)
+    if len(missing):
+        ids, vectors = catalogue.arrays("vector", missing)
+        index.index.add_with_ids(normalize(vectors), ids)
+    return index

@@ -1,0 +1,86 @@
+"""Recommendations over a library: similar tracks, with filters and duplicate removal."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .errors import ParameterError
+from .library import Library, Seed, Track
+from .library.vectors import normalize
+
+# The same recording in another file (another encoding or copy): nearly the same
+# track vector and the same length. Measured in docs/benchmarks.md.
+DUPLICATE_COSINE = 0.995
+DUPLICATE_SECONDS = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    track: Track
+    score: float  # cosine similarity to the seed, in [-1, 1]
+    top_tags: list[tuple[str, float]]
+
+    def as_dict(self) -> dict:
+        t = self.track
+        return {"id": t.id, "path": t.path, "artist": t.artist, "title": t.title, "album": t.album,
+                "duration": t.duration, "score": round(self.score, 5),
+                "tags": [{"tag": n, "probability": round(p, 4)} for n, p in self.top_tags]}
+
+
+def is_duplicate(cosine: float, duration_a: float | None, duration_b: float | None) -> bool:
+    """Whether two tracks look like the same recording."""
+    if cosine < DUPLICATE_COSINE or duration_a is None or duration_b is None:
+        return False
+    return abs(duration_a - duration_b) <= DUPLICATE_SECONDS
+
+
+def similar(library: Library, seed: Seed, *, k: int = 10, tag: str | None = None, min_prob: float = 0.5,
+            exclude_artist: bool = False) -> list[Recommendation]:
+    """The ``k`` tracks that sound most like ``seed``, best first.
+
+    Never returns the seed itself nor a duplicate of it (nor two duplicates of one
+    recording); ``tag`` keeps tracks whose predicted probability of it is at least
+    ``min_prob`` or whose genre tag is it; ``exclude_artist`` skips the seed's artist.
+    """
+    if k < 1:
+        raise ParameterError(f"k must be >= 1, got {k}")
+    allowed = library.tag_filter(tag, min_prob) if tag else None
+    seed_artist = (seed.artist or "").casefold() if exclude_artist else ""
+    fetch = 2 * k + 10
+    while True:
+        scores, ids = library.nearest(seed.vector, fetch, allowed=allowed)
+        tracks = {t.id: t for t in library.catalogue.tracks(ids)}
+        vectors = normalize(library.vectors(ids)) if len(ids) else np.zeros((0, 0))
+        kept: list[int] = []  # rows of ids kept
+        for row, (score, track_id) in enumerate(zip(scores, ids)):
+            track = tracks[int(track_id)]
+            if seed.track is not None and track.id == seed.track.id:
+                continue
+            if seed_artist and (track.artist or "").casefold() == seed_artist:
+                continue
+            if is_duplicate(float(score), seed.duration, track.duration):
+                continue
+            if any(is_duplicate(float(vectors[row] @ vectors[other]), track.duration, tracks[int(ids[other])].duration)
+                   for other in kept):
+                continue
+            kept.append(row)
+            if len(kept) == k:
+                break
+        if len(kept) == k or len(ids) < fetch:
+            break
+        fetch *= 4
+    chosen = [int(ids[row]) for row in kept]
+    tags = library.top_tags(chosen)
+    return [Recommendation(tracks[i], float(scores[row]), tags[i]) for i, row in zip(chosen, kept)]
+
+
+def rank_by_tag(library: Library, tag: str, *, k: int = 20) -> list[Recommendation]:
+    """Tracks ranked by the predicted probability of ``tag`` (score = that probability)."""
+    ids, probs = library.tag_scores(tag)
+    order = np.argsort(-probs, kind="stable")[:k]
+    chosen = [int(ids[i]) for i in order]
+    tracks = {t.id: t for t in library.catalogue.tracks(chosen)}
+    tags = library.top_tags(chosen)
+    return [Recommendation(tracks[i], float(probs[j]), tags[i]) for i, j in zip(chosen, order)]

@@ -1,0 +1,366 @@
+"""Indexing a folder of synthesized music and querying it, through the CLI and the API."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pytest
+
+import synth
+from soundalike.cli import main
+from soundalike.library import Library
+from soundalike.library.vectors import VectorIndex, open_index
+
+RATE = 22_050
+SONGS = [  # (file, artist, title, genre, recipe)
+    ("a/low_chord.flac", "Ann", "Low Chord", "Ambient", ("chord", 0)),
+    ("a/high_tone.mp3", "Ann", "High Tone", None, ("tone", 1760)),
+    ("b/noise.ogg", "Bob", "Noise Wash", "Noise", ("noise", 0)),
+    ("b/clicks.wav", "Bob", "Click Track", None, ("clicks", 0)),
+    ("c/mid_chord.m4a", "Cy", "Mid Chord", "Ambient", ("chord", 5)),
+    ("c/low_tone.opus", "Cy", "Low Tone", None, ("tone", 110)),
+]
+SECONDS = 7.0
+
+
+def render(recipe, seconds=SECONDS, rate=RATE):
+    kind, arg = recipe
+    rng = np.random.default_rng(arg)
+    if kind == "chord":
+        return synth.chord(seconds, rate, seed=arg, root=220.0 * 2 ** (arg / 12))
+    if kind == "tone":
+        return synth.tone(arg, seconds, rate, 0.4)
+    if kind == "noise":
+        return (0.2 * rng.standard_normal((1, int(seconds * rate)))).astype(np.float32)
+    y = np.zeros((1, int(seconds * rate)), np.float32)
+    y[0, :: rate // 4] = 0.9
+    return y
+
+
+def write_song(root: Path, rel: str, artist, title, genre, recipe) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = synth.CODEC_RATES.get(path.suffix[1:], RATE)
+    synth.write(path, np.tile(render(recipe, rate=rate), (2, 1)), rate)
+    if path.suffix != ".wav":
+        tagged = mutagen.File(path, easy=True)
+        if tagged.tags is None:
+            tagged.add_tags()
+        tagged["artist"], tagged["title"] = artist, title
+        if genre:
+            tagged["genre"] = genre
+        tagged.save()
+    return path
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory):
+    root = tmp_path_factory.mktemp("music")
+    for song in SONGS:
+        write_song(root, *song)
+    # the same recording as low_chord.flac, as an MP3 elsewhere: a duplicate
+    write_song(root, "dupes/low_chord_copy.mp3", "Ann", "Low Chord (copy)", None, SONGS[0][4])
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(music, tmp_path_factory):
+    library = tmp_path_factory.mktemp("lib") / "library.sqlite"
+    assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
+    return library
+
+
+def run_json(capsys, *args):
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_index_stores_tracks_with_metadata_and_arrays(built):
+    with Library(built) as lib:
+        tracks = {Path(t.path).name: t for t in lib.catalogue.tracks()}
+        assert len(tracks) == 7
+        t = tracks["noise.ogg"]
+        assert (t.artist, t.title, t.genre) == ("Bob", "Noise Wash", "Noise")
+        assert t.duration == pytest.approx(SECONDS, abs=0.1)
+        assert tracks["clicks.wav"].artist is None
+        patches, starts = lib.catalogue.patches(t.id)
+        assert patches.shape == (2, 200) and np.allclose(starts, [0, 2.992])
+        np.testing.assert_allclose(lib.vectors([t.id])[0], patches.mean(axis=0), atol=1e-2)
+        assert lib.catalogue.model == "msd-musicnn" and len(lib.catalogue.tag_names) == 50
+
+
+def test_second_run_is_incremental(music, built, tmp_path, capsys):
+    library = tmp_path / "lib.sqlite"
+    shutil.copy(built, library)
+    capsys.readouterr()
+    assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
+    assert "indexed 0, unchanged 7, removed 0, failed 0" in capsys.readouterr().out
+    # change one file, delete another, add a third
+    changed = music / "c" / "low_tone.opus"
+    os.utime(changed, ns=(time.time_ns(), time.time_ns()))
+    moved = tmp_path / "away.wav"
+    shutil.move(music / "b" / "clicks.wav", moved)
+    extra = write_song(music, "d/new.flac", "Di", "New One", None, ("tone", 440))
+    try:
+        assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
+        assert "indexed 2, unchanged 5, removed 1, failed 0 (7 tracks" in capsys.readouterr().out
+    finally:
+        shutil.move(moved, music / "b" / "clicks.wav")
+        extra.unlink()
+        os.utime(changed, ns=(time.time_ns(), time.time_ns()))
+
+
+def test_failures_are_recorded_and_the_run_goes_on(tmp_path, capsys):
+    root = tmp_path / "m"
+    write_song(root, "good.flac", "G", "Good", None, ("tone", 300))
+    (root / "bad.mp3").write_text("this is not audio")
+    (root / "empty.ogg").write_bytes(b"")
+    library = tmp_path / "l.sqlite"
+    assert main(["index", str(root), "--library", str(library), "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "indexed 1, unchanged 0, removed 0, failed 2" in out
+    assert f"failed: {root / 'empty.ogg'}: empty file (0 bytes)" in out
+    stats = run_json(capsys, "stats", "--library", str(library), "--json")
+    assert stats["tracks"] == 1 and stats["failed"] == 2
+    assert {f["path"] for f in stats["failures"]} == {str(root / "bad.mp3"), str(root / "empty.ogg")}
+    # unchanged failures are skipped next time, unless asked
+    assert main(["index", str(root), "--library", str(library), "--workers", "1"]) == 0
+    assert "2 files that failed before are unchanged" in capsys.readouterr().out
+    assert main(["index", str(root), "--library", str(library), "--workers", "1", "--retry-failed"]) == 1
+
+
+def test_similar_never_returns_seed_or_its_duplicate(built, music, capsys):
+    seed = str(music / "a" / "low_chord.flac")
+    found = run_json(capsys, "similar", seed, "--library", str(built), "-k", "10", "--json")
+    paths = [r["path"] for r in found]
+    assert seed not in paths and str(music / "dupes" / "low_chord_copy.mp3") not in paths
+    assert len(found) == 5
+    assert {"id", "path", "artist", "title", "score", "rank"} <= set(found[0])
+    scores = [r["score"] for r in found]
+    assert scores == sorted(scores, reverse=True)
+    # the other chord sounds more like a chord than clicks or noise do
+    assert found[0]["title"] == "Mid Chord"
+
+
+def test_similar_to_an_outside_file(built, music, tmp_path, capsys):
+    outside = tmp_path / "excerpt.wav"
+    synth.write(outside, render(("tone", 1760), seconds=4.0), RATE)
+    found = run_json(capsys, "similar", str(outside), "--library", str(built), "-k", "3", "--json")
+    assert found[0]["title"] == "High Tone"
+    with Library(built) as lib:
+        assert lib.catalogue.count() == 7  # analysed, not added
+
+
+def test_query_by_id_and_by_words(built, capsys):
+    with Library(built) as lib:
+        noise = next(t for t in lib.catalogue.tracks() if t.title == "Noise Wash")
+    by_id = run_json(capsys, "similar", str(noise.id), "--library", str(built), "--json")
+    by_words = run_json(capsys, "similar", "bob noise", "--library", str(built), "--json")
+    assert by_id == by_words and noise.id not in [r["id"] for r in by_id]
+    assert main(["similar", "no such song anywhere", "--library", str(built)]) == 2
+    assert "'no such song anywhere': no such track id, file, or artist/title" in capsys.readouterr().err
+
+
+def test_exclude_artist(built, music, capsys):
+    seed = str(music / "a" / "high_tone.mp3")
+    found = run_json(capsys, "similar", seed, "--library", str(built), "--exclude-artist", "--json")
+    assert found and all(r["artist"] != "Ann" for r in found)
+
+
+def test_tag_filter(built, music, capsys):
+    with Library(built) as lib:
+        ids, probs = lib.tag_scores("electronic")
+        threshold = float(np.median(probs))
+        expected = set(ids[probs >= threshold].tolist())
+    seed = str(music / "b" / "noise.ogg")
+    found = run_json(capsys, "similar", seed, "--library", str(built), "--tag", "Electronic",
+                     "--min-prob", str(threshold), "--json")
+    assert {r["id"] for r in found} <= expected and found
+    # a file genre counts as a tag too
+    found = run_json(capsys, "similar", seed, "--library", str(built), "--tag", "ambient", "--min-prob", "1", "--json")
+    assert {r["title"] for r in found} <= {"Low Chord", "Mid Chord"} and found
+    assert main(["similar", seed, "--library", str(built), "--tag", "polka"]) == 2
+    assert "unknown tag 'polka'; the model's tags are: rock, pop" in capsys.readouterr().err
+
+
+def test_tags_and_search_by_tag(built, music, capsys):
+    shown = run_json(capsys, "tags", str(music / "b" / "noise.ogg"), "--library", str(built), "--json", "--top", "50")
+    probs = [t["probability"] for t in shown["tags"]]
+    assert len(probs) == 50 and probs == sorted(probs, reverse=True)
+    ranked = run_json(capsys, "search", "--tag", "rock", "--library", str(built), "--json")
+    assert len(ranked) == 7
+    scores = [r["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    with Library(built) as lib:
+        ids, p = lib.tag_scores("rock")
+        assert ranked[0]["id"] == int(ids[np.argmax(p)])
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv"])
+def test_export(built, tmp_path, suffix, capsys):
+    out = tmp_path / f"lib{suffix}"
+    assert main(["export", "--library", str(built), "--out", str(out)]) == 0
+    with Library(built) as lib:
+        ids, vectors = lib.catalogue.arrays("vector")
+        _, tags = lib.catalogue.arrays("tags")
+        if suffix == ".npz":
+            data = np.load(out)
+            np.testing.assert_array_equal(data["ids"], ids)
+            np.testing.assert_array_equal(data["vectors"], vectors)
+            np.testing.assert_array_equal(data["tags"], tags)
+            assert "Noise Wash" in list(data["title"])
+        else:
+            import csv
+
+            rows = list(csv.DictReader(open(out, encoding="utf-8")))
+            assert [int(r["id"]) for r in rows] == ids.tolist()
+            np.testing.assert_allclose([float(rows[0][f"v{i}"]) for i in range(200)], vectors[0], rtol=1e-5)
+            assert float(rows[0]["tag:rock"]) == pytest.approx(tags[0, 0], abs=1e-5)
+
+
+def test_stats(built, capsys):
+    stats = run_json(capsys, "stats", "--library", str(built), "--json")
+    assert stats["tracks"] == 7 and stats["model"] == "msd-musicnn" and stats["index"] == "exact"
+    assert stats["bytes_on_disk"] > 0 and stats["hours"] == pytest.approx(7 * SECONDS / 3600, abs=0.01)
+
+
+def test_missing_library_is_a_clear_error(tmp_path, capsys):
+    assert main(["stats", "--library", str(tmp_path / "none.sqlite")]) == 2
+    assert "no library here; run 'soundalike index DIR' first" in capsys.readouterr().err
+
+
+def test_library_from_environment(built, monkeypatch, capsys):
+    monkeypatch.setenv("SOUNDALIKE_LIBRARY", str(built))
+    assert run_json(capsys, "stats", "--json")["tracks"] == 7
+
+
+def test_other_model_refused_on_existing_library(built, music, tmp_path, capsys):
+    library = tmp_path / "lib.sqlite"
+    shutil.copy(built, library)
+    assert main(["index", str(music), "--library", str(library), "--model", "mtt-musicnn"]) == 2
+    assert "was indexed with model 'msd-musicnn', not 'mtt-musicnn'" in capsys.readouterr().err
+
+
+# --- the vector index ------------------------------------------------------------------
+
+def test_stale_index_is_brought_up_to_date(built, music, tmp_path):
+    library = tmp_path / "lib.sqlite"
+    shutil.copy(built, library)
+    with Library(library) as lib:
+        lib.index  # saved at the current generation
+        old_ids = set(lib.index.ids.tolist())
+    # a later run adds a track and removes one (as if killed before saving the index)
+    from soundalike.library import indexer
+
+    with Library(library) as lib:
+        extra = write_song(tmp_path, "x/extra.flac", "X", "Extra", None, ("tone", 660))
+        st = extra.stat()
+        todo = [indexer.FileState(str(extra), st.st_size, st.st_mtime_ns)]
+        list(indexer.run(lib.catalogue, todo, model_name="msd-musicnn", workers=1))
+        gone = next(iter(old_ids))
+        lib.catalogue.remove([lib.catalogue.track(gone).path])
+        current = set(lib.catalogue.ids().tolist())
+    with Library(library) as lib:
+        assert set(lib.index.ids.tolist()) == current != old_ids
+        ids, vectors = lib.catalogue.arrays("vector")
+        fresh = VectorIndex.build(ids, vectors)
+        q = vectors[0]
+        np.testing.assert_array_equal(lib.index.search(q, 5)[1], fresh.search(q, 5)[1])
+
+
+def test_corrupt_index_file_is_rebuilt(built, tmp_path):
+    library = tmp_path / "lib.sqlite"
+    shutil.copy(built, library)
+    Path(f"{library}.faiss").write_bytes(b"garbage")
+    Path(f"{library}.faiss.json").write_text('{"generation": 999}')
+    with Library(library) as lib:
+        assert len(lib.index) == 7
+
+
+def clustered(n, d=32, clusters=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d))
+    return (centres[rng.integers(0, clusters, n)] + 0.3 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def test_hnsw_recall_and_filters():
+    vectors = clustered(3000)
+    ids = np.arange(10, 3010)
+    exact = VectorIndex.build(ids, vectors)
+    approx = VectorIndex.build(ids, vectors, exact_limit=1000)
+    assert (exact.kind, approx.kind) == ("exact", "hnsw")
+    queries = clustered(50, seed=1)
+    recall = np.mean([len(set(exact.search(q, 10)[1]) & set(approx.search(q, 10)[1])) / 10 for q in queries])
+    assert recall >= 0.95
+    allowed = ids[::7]
+    for index in (exact, approx):
+        scores, found = index.search(queries[0], 10, allowed=allowed)
+        assert len(found) == 10 and set(found) <= set(allowed.tolist())
+        assert np.all(np.diff(scores) <= 1e-6)
+
+
+# --- crash safety and parallel workers -------------------------------------------------
+
+def test_kill_minus_9_loses_nothing_committed(tmp_path):
+    root = tmp_path / "m"
+    for i in range(10):
+        write_song(root, f"s{i:02d}.flac", "K", f"Song {i}", None, ("chord", i))
+    library = tmp_path / "k.sqlite"
+    cmd = [str(Path(sys.executable).parent / "soundalike"), "index", str(root), "--library", str(library),
+           "--workers", "1", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    count = 0
+    while time.time() < deadline:
+        if library.exists():
+            try:
+                count = sqlite3.connect(library).execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+            except sqlite3.OperationalError:
+                count = 0
+            if count >= 2:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= count < 10, "the indexer finished before it could be killed"
+    db = sqlite3.connect(library)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    committed = db.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+    assert committed >= count
+    db.close()
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    with Library(library) as lib:
+        titles = sorted(t.title for t in lib.catalogue.tracks())
+        assert titles == sorted(f"Song {i}" for i in range(10))
+        assert len(lib.index) == 10
+
+
+def test_worker_processes_give_the_same_vectors(music, built, tmp_path, capsys):
+    library = tmp_path / "w.sqlite"
+    assert main(["index", str(music / "a"), str(music / "b"), "--library", str(library), "--workers", "2"]) == 0
+    with Library(library) as lib, Library(built) as ref:
+        for track in lib.catalogue.tracks():
+            other = ref.catalogue.track_by_path(track.path)
+            np.testing.assert_allclose(lib.vectors([track.id]), ref.vectors([other.id]), atol=1e-4)
+
+
+def test_excerpt_indexing(music, tmp_path, capsys):
+    root = tmp_path / "long"
+    write_song(root, "long.flac", "L", "Long", None, ("chord", 9))
+    shutil.copy(root / "long.flac", root / "copy.flac")
+    library = tmp_path / "e.sqlite"
+    assert main(["index", str(root), "--library", str(library), "--workers", "1", "--excerpt", "1"]) == 0
+    with Library(library) as lib:
+        t = lib.catalogue.tracks()[0]
+        patches, starts = lib.catalogue.patches(t.id)
+        assert len(patches) == 1
+        assert starts[0] == pytest.approx(SECONDS / 2 - 1.504 + 0.016, abs=0.01)
