@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import synth
+from soundalike import ParameterError
 from soundalike.cli import main
 from soundalike.library import Library
 from soundalike.library.vectors import VectorIndex, open_index
@@ -117,6 +118,18 @@ def test_second_run_is_incremental(music, built, tmp_path, capsys):
         shutil.move(moved, music / "b" / "clicks.wav")
         extra.unlink()
         os.utime(changed, ns=(time.time_ns(), time.time_ns()))
+
+
+def test_scan_finds_audio_by_extension_and_skips_hidden(tmp_path):
+    from soundalike.library.indexer import find_audio
+
+    for rel in ["a/x.MP3", "a/y.flac", "a/notes.txt", ".hidden/z.ogg", "b/.w.wav", "b/c/d.opus"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    found = [Path(f.path).relative_to(tmp_path).as_posix() for f in find_audio([tmp_path])]
+    assert found == ["a/x.MP3", "a/y.flac", "b/c/d.opus"]
+    with pytest.raises(ParameterError, match="nowhere: no such file or folder"):
+        list(find_audio([tmp_path / "nowhere"]))
 
 
 def test_failures_are_recorded_and_the_run_goes_on(tmp_path, capsys):

@@ -45,19 +45,25 @@ class Outcome:
     audio_seconds: float = 0.0
 
 
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under ``root`` in sorted order, skipping hidden files and folders."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(folder) / f for f in sorted(files) if not f.startswith("."))
+
+
 def find_audio(roots: Iterable[str | os.PathLike]) -> Iterator[FileState]:
-    """Audio files (by extension) under ``roots``, sorted within each folder."""
+    """Audio files (by extension) under ``roots``; hidden files and folders are skipped."""
     for root in roots:
         root = Path(root).expanduser().resolve()
         if root.is_file():
             candidates = [root]
         elif root.is_dir():
-            candidates = (Path(d) / f for d, dirs, files in os.walk(root) if not dirs.sort()
-                          for f in sorted(files))
+            candidates = _walk(root)
         else:
             raise ParameterError(f"{root}: no such file or folder")
         for path in candidates:
-            if path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith("."):
+            if path.suffix.lower() in AUDIO_EXTENSIONS:
                 try:
                     st = path.stat()
                 except OSError:
