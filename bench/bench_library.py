@@ -31,17 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_index(corpus: Path, library: Path, workers: int, excerpt: int) -> dict:
+    # one worker = one core (one torch thread); N workers = N processes of cores/N threads
     cmd = [str(Path(sys.executable).parent / "soundalike"), "index", str(corpus), "--library", str(library),
-           "--workers", str(workers), "--excerpt", str(excerpt)]
+           "--workers", str(workers), "--excerpt", str(excerpt), *(["--threads", "1"] if workers == 1 else [])]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):  # 1: some files failed, reported below
+        raise RuntimeError(proc.stderr)
     from soundalike.library import Library
 
     with Library(library) as lib:
         n = lib.catalogue.count()
         hours = lib.stats()["hours"]
-    return {"workers": workers, "excerpt": excerpt, "tracks": n, "seconds": round(seconds, 1),
+        failed = len(lib.catalogue.failures())
+    return {"workers": workers, "excerpt": excerpt, "tracks": n, "failed": failed, "seconds": round(seconds, 1),
             "tracks_per_s": round(n / seconds, 2), "rtf": round(hours * 3600 / seconds, 1),
             "sqlite_kib_per_track": round(library.stat().st_size / 1024 / n, 1)}
 
@@ -63,6 +67,9 @@ def neighbours(library: Path, k: int = 10) -> dict[str, list[str]]:
 def cmd_index(args) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            tmp = str(args.keep)
+            args.keep.mkdir(parents=True, exist_ok=True)
         libraries = {}
         for workers in [int(w) for w in args.workers.split(",")]:
             for excerpt in [0, *[int(e) for e in args.excerpts.split(",")]]:
@@ -83,6 +90,43 @@ def cmd_index(args) -> None:
     for r in rows:
         print(f"| {r['workers']} | {r['excerpt'] or 'full'} | {r['tracks']} | {r['seconds']} | {r['tracks_per_s']} "
               f"| {r['rtf']}x | {r.get('top10_overlap_with_full', '-')} | {r['sqlite_kib_per_track']} |")
+
+
+def cmd_duplicates(args) -> None:
+    """Cosine between a track and a re-encoded copy of it, against the nearest distinct track."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import csv
+
+    import synth
+
+    from soundalike import analysis, audio
+    from soundalike.library import Library
+    from soundalike.library.vectors import normalize
+    from soundalike.models import load_model
+
+    model = load_model()
+    rows = list(csv.DictReader(open(args.corpus / "manifest.csv")))
+    picks = [rows[i] for i in np.linspace(0, len(rows) - 1, args.n).astype(int)]
+    copy_cos, distinct_cos = [], []
+    with Library(args.library) as lib:
+        ids, vectors = lib.catalogue.arrays("vector")
+        unit = normalize(vectors)
+        with tempfile.TemporaryDirectory() as tmp:
+            for row in picks:
+                path = args.corpus / row["path"]
+                track = lib.catalogue.track_by_path(str(path.resolve()))
+                y = audio.load(path, sr=44_100)
+                copy = synth.write(Path(tmp) / "copy.mp3", np.tile(y, (2, 1)) * 0.98, 44_100)
+                v = normalize(analysis.aggregate(analysis.analyze(copy, model).embeddings))
+                own = unit[list(ids).index(track.id)]
+                copy_cos.append(float(v @ own))
+                sims = unit @ own
+                sims[list(ids).index(track.id)] = -1
+                distinct_cos.append(float(sims.max()))
+                print(json.dumps({"path": row["path"], "copy": copy_cos[-1], "nearest_other": distinct_cos[-1]}),
+                      file=sys.stderr)
+    print(f"re-encoded copies (MP3, mono, -0.2 dB): cosine min {min(copy_cos):.5f}, median {np.median(copy_cos):.5f}")
+    print(f"nearest distinct track: cosine max {max(distinct_cos):.5f}, median {np.median(distinct_cos):.5f}")
 
 
 def clustered(n: int, d: int = 200, clusters: int = 1000, seed: int = 0) -> np.ndarray:
@@ -146,7 +190,13 @@ def main() -> int:
     p.add_argument("corpus", type=Path)
     p.add_argument("--excerpts", default="3,5,10")
     p.add_argument("--workers", default=f"1,{os.cpu_count()}")
+    p.add_argument("--keep", type=Path, help="keep the libraries in this folder")
     p.set_defaults(func=cmd_index)
+    p = sub.add_parser("duplicates")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("library", type=Path, help="a full-analysis library of the corpus")
+    p.add_argument("--n", type=int, default=12)
+    p.set_defaults(func=cmd_duplicates)
     p = sub.add_parser("query")
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--queries", type=int, default=500)

@@ -125,3 +125,28 @@ def test_unknown_model_name():
 
     with pytest.raises(ModelError, match="unknown model 'nope'; known: .*msd-musicnn"):
         load_model("nope")
+
+
+def test_tfidf_gives_no_weight_to_patches_found_in_every_track():
+    from soundalike.analysis import tfidf_vectors
+
+    rng = np.random.default_rng(0)
+    common = rng.standard_normal(16)
+    uniques = rng.standard_normal((4, 16))
+    # each track: the common patch twice, its own patch three times
+    tracks = [np.stack([common, common, u, u, u]) for u in uniques]
+    vectors = tfidf_vectors(tracks, epsilon=1e-3)
+    for u, v in zip(uniques, vectors):
+        unit = u / np.linalg.norm(u)
+        # tf 3 x idf log(4) for the unique patch, idf 0 for the common one
+        np.testing.assert_allclose(v, 3 * 3 * np.log(4) * unit, rtol=1e-5)
+
+
+def test_tfidf_is_deterministic_and_falls_back_to_mean():
+    from soundalike.analysis import tfidf_vectors
+
+    same = np.ones((3, 8), np.float32)
+    a = tfidf_vectors([same, same], epsilon=0.01)
+    np.testing.assert_allclose(a[0], same[0] / np.sqrt(8), rtol=1e-6)  # all idf 0: mean of unit patches
+    tracks = [np.random.default_rng(i).standard_normal((6, 8)) for i in range(5)]
+    np.testing.assert_array_equal(tfidf_vectors(tracks)[2], tfidf_vectors(tracks)[2])

@@ -111,6 +111,25 @@ def test_decoding_twice_gives_identical_samples(tmp_path):
     np.testing.assert_array_equal(audio.load(path), audio.load(path))
 
 
+def test_libsndfile_takes_over_when_ffmpeg_refuses_a_file(tmp_path, monkeypatch):
+    """Some valid Ogg Vorbis files defeat FFmpeg's demuxer; libsndfile decodes them."""
+    path = synth.write(tmp_path / "c.flac", np.tile(synth.chord(6.0, 44_100), (2, 1)), 44_100)
+    by_ffmpeg = audio.load(path)
+    excerpt_by_ffmpeg = audio.load(path, start=2.0, duration=1.5)
+
+    def refuse(*args, **kwargs):
+        raise audio.av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(audio.av, "open", refuse)
+    np.testing.assert_allclose(audio.load(path), by_ffmpeg, atol=1e-4)
+    np.testing.assert_allclose(audio.load(path, start=2.0, duration=1.5), excerpt_by_ffmpeg, atol=1e-3)
+    assert audio.read_metadata(path).duration == pytest.approx(6.0, abs=0.01)
+    text = tmp_path / "t.ogg"
+    text.write_text("not audio")
+    with pytest.raises(MediaError, match=r"t\.ogg: not a readable audio file \(Invalid data found"):
+        audio.load(text)
+
+
 # --- bad input -------------------------------------------------------------------------
 
 def test_empty_file(tmp_path):

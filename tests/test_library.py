@@ -323,6 +323,29 @@ def test_hnsw_recall_and_filters():
 
 # --- crash safety and parallel workers -------------------------------------------------
 
+def test_tfidf_aggregation(built, music, tmp_path, capsys):
+    library = tmp_path / "t.sqlite"
+    shutil.copy(built, library)
+    with Library(library) as lib:
+        _, mean_vectors = lib.catalogue.arrays("vector")
+    assert main(["index", str(music), "--library", str(library), "--aggregate", "tfidf"]) == 0
+    with Library(library) as lib:
+        assert lib.stats()["aggregate"] == "tfidf"
+        ids, vectors = lib.catalogue.arrays("vector")
+        patches = [p for _, p in lib.catalogue.iter_patches()]
+        from soundalike.analysis import tfidf_vectors
+
+        np.testing.assert_allclose(vectors, np.stack(tfidf_vectors(patches)), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(vectors, mean_vectors)
+        assert len(lib.index) == 7
+    found = run_json(capsys, "similar", str(music / "a" / "low_chord.flac"), "--library", str(library), "--json")
+    assert len(found) == 5
+    # back to plain means
+    assert main(["index", str(music), "--library", str(library), "--aggregate", "mean"]) == 0
+    with Library(library) as lib:
+        np.testing.assert_allclose(lib.catalogue.arrays("vector")[1], mean_vectors, atol=1e-2)
+
+
 def test_kill_minus_9_loses_nothing_committed(tmp_path):
     root = tmp_path / "m"
     for i in range(10):

@@ -8,7 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "soundalike"
-LAYERS = ["errors", "audio", "features", "models", "analysis", "library", "recommend", "cli"]
+LAYERS = ["errors", "audio", "features", "models", "analysis", "library", "recommend", "playlist_files",
+          "playlists", "cli"]
 
 
 def readme_commands():

@@ -164,9 +164,76 @@ def analyze_excerpts(path: str | os.PathLike, model: AudioModel | str = DEFAULT_
     return _result(model, taggram, embeddings, starts + window.pad / window.sample_rate, padded=False)
 
 
+AGGREGATIONS = ("mean", "tfidf")
+TFIDF_REFERENCE_PATCHES = 50_000  # idf is counted against at most this many patches
+TFIDF_EPSILON_QUANTILE = 0.01  # "close" = nearer than 1 % of patch pairs from different tracks
+
+
 def aggregate(embeddings: np.ndarray) -> np.ndarray:
     """The track vector: mean of the patch embeddings (P, d) -> (d,) float32."""
     return np.asarray(embeddings, dtype=np.float32).mean(axis=0)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def tfidf_vectors(tracks: list[np.ndarray], *, epsilon: float | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Track vectors weighting each patch by TF-IDF, as Deej-A.I. does.
+
+    Patches are unit vectors; two are *close* when their cosine distance is below
+    ``epsilon``. A patch's term frequency is the number of close patches in its own
+    track (itself included), its inverse document frequency ``-log(m / n)`` where
+    ``m`` of the ``n`` tracks hold a close patch: patches typical of one track but
+    rare elsewhere weigh most. The track vector is the weighted sum of its patches.
+
+    Parameters
+    ----------
+    tracks : list of np.ndarray [shape=(P_t, d)]
+        Patch embeddings of every track of the library.
+    epsilon : float > 0 or None
+        Cosine distance threshold; None takes the 1 % quantile of distances between
+        patches of different tracks.
+    seed : int
+        For the sample of reference tracks used when the library has more than
+        ``TFIDF_REFERENCE_PATCHES`` patches (idf is then estimated on the sample).
+
+    Returns
+    -------
+    list of np.ndarray [shape=(d,), dtype=float32]
+    """
+    if not tracks:
+        return []
+    units = [_unit(t) for t in tracks]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(units))
+    reference, total = [], 0
+    for i in order:  # whole tracks, until the reference budget is spent
+        if total and total + len(units[i]) > TFIDF_REFERENCE_PATCHES:
+            break
+        reference.append(i)
+        total += len(units[i])
+    ref = np.concatenate([units[i] for i in reference])
+    owner = np.concatenate([np.full(len(units[i]), k) for k, i in enumerate(reference)])
+    first = np.concatenate([[0], np.cumsum([len(units[i]) for i in reference])[:-1]])
+    if epsilon is None:
+        a, b = rng.integers(0, len(ref), (2, 20_000))
+        other = owner[a] != owner[b]
+        distances = 1 - np.einsum("ij,ij->i", ref[a[other]], ref[b[other]])
+        epsilon = float(np.quantile(distances, TFIDF_EPSILON_QUANTILE)) if len(distances) else 0.1
+    if not epsilon > 0:
+        raise ParameterError(f"epsilon must be > 0, got {epsilon}")
+    vectors = []
+    for u in units:
+        close = (u @ ref.T) > 1 - epsilon  # (P_t, reference patches)
+        holders = np.logical_or.reduceat(close, first, axis=1)  # (P_t, reference tracks)
+        idf = -np.log(np.maximum(holders.sum(axis=1), 1) / len(reference))
+        tf = ((u @ u.T) > 1 - epsilon).sum(axis=1)
+        weights = tf * idf
+        # a track made only of patches found everywhere has no weight: fall back to the mean
+        vectors.append(((u * weights[:, None]).sum(axis=0) if weights.sum() > 0 else u.mean(axis=0)).astype(np.float32))
+    return vectors
 
 
 def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DEFAULT_MODEL, *,

@@ -1,9 +1,11 @@
 """Decoding and metadata: the only module that opens media files.
 
-Decoding uses PyAV (FFmpeg's libraries inside the wheel; no system ffmpeg), channels
-are downmixed by their mean, and resampling uses the SoX resampler (python-soxr) at
-its "HQ" quality: the same resampler and setting librosa >= 0.10 uses by default,
-i.e. what the original MusiCNN pipeline (``librosa.load(sr=16000)``) applied.
+Decoding uses PyAV (FFmpeg's libraries inside the wheel; no system ffmpeg); a file
+FFmpeg cannot open is tried with libsndfile (python-soundfile) before giving up, since
+some valid Ogg Vorbis files defeat FFmpeg's Ogg demuxer. Channels are downmixed by
+their mean, and resampling uses the SoX resampler (python-soxr) at its "HQ" quality:
+the same resampler and setting librosa >= 0.10 uses by default, i.e. what the original
+MusiCNN pipeline (``librosa.load(sr=16000)``) applied.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import mutagen.mp3
 import mutagen.mp4
 import mutagen.wave
 import numpy as np
+import soundfile
 import soxr
 
 from .errors import MediaError, ParameterError
@@ -54,13 +57,19 @@ class TrackMetadata:
     duration: float | None = None
 
 
-def _open(path: Path):
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.strip().rstrip(".")
+
+
+def _open(path: Path) -> "_Source":
+    """Open a file for decoding with FFmpeg, or libsndfile where FFmpeg gives up."""
     try:
         if path.is_dir():
             raise MediaError(path, "is a directory, not an audio file")
         if path.exists() and path.stat().st_size == 0:
             raise MediaError(path, "empty file (0 bytes)")
-        return av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path), metadata_errors="ignore")
     except MediaError:
         raise
     except FileNotFoundError:
@@ -68,12 +77,14 @@ def _open(path: Path):
     except PermissionError:
         raise MediaError(path, "permission denied") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise MediaError(path, f"not a readable audio file ({_describe(exc)})") from None
-
-
-def _describe(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.strip().rstrip(".")
+        try:
+            return _SndfileSource(path, soundfile.SoundFile(path))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError):
+            raise MediaError(path, f"not a readable audio file ({_describe(exc)})") from None
+    if not container.streams.audio:
+        container.close()
+        raise MediaError(path, "no audio stream")
+    return _FFmpegSource(path, container, container.streams.audio[0])
 
 
 def _to_mono(frame: av.AudioFrame) -> np.ndarray:
@@ -98,6 +109,127 @@ def _to_mono(frame: av.AudioFrame) -> np.ndarray:
     return mono
 
 
+class _Source:
+    """An opened file: yields (sample rate, mono block) at the file's own rate."""
+
+    path: Path
+
+    def blocks(self, start: float, duration: float | None, seek: bool) -> Iterator[tuple[int, np.ndarray]]:
+        """Blocks of the excerpt [start, start + duration); ``seek`` when read before."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _FFmpegSource(_Source):
+    def __init__(self, path: Path, container, audio):
+        self.path, self.container, self.audio = path, container, audio
+
+    def close(self) -> None:
+        self.container.close()
+
+    def blocks(self, start, duration, seek):
+        path, container, audio = self.path, self.container, self.audio
+        # times count from the stream's first sample (after any encoder priming), as a
+        # whole-file decode does
+        origin_pts = audio.start_time or 0
+        origin = float(origin_pts * audio.time_base)
+        if start > 0 or seek:
+            try:
+                container.seek(origin_pts + int(start / audio.time_base), stream=audio)
+            except av.error.FFmpegError as exc:
+                raise MediaError(path, f"cannot seek to {start:g} s ({_describe(exc)})") from None
+        remaining = math.inf if duration is None else duration  # seconds still wanted
+        position = None  # time of the next sample, seconds
+        try:
+            for frame in container.decode(audio):
+                rate = frame.sample_rate
+                mono = _to_mono(frame)
+                if frame.time is not None:
+                    if position is not None and frame.time - origin > position + GAP_TOLERANCE:
+                        raise MediaError(path, f"corrupt audio data: {frame.time - origin - position:.1f} s "
+                                               f"missing at {position:.1f} s")
+                    position = frame.time - origin
+                elif position is None:
+                    position = 0.0
+                skip = max(0, round((start - position) * rate))
+                position += len(mono) / rate
+                mono = mono[skip:]
+                if not len(mono):
+                    continue
+                if duration is not None:
+                    mono = mono[: round(remaining * rate)]
+                    remaining -= len(mono) / rate
+                yield rate, mono
+                if remaining * rate < 0.5:
+                    return
+        except av.error.FFmpegError as exc:
+            at = f" at {position:.1f} s" if position is not None else ""
+            raise MediaError(path, f"corrupt audio data{at} ({_describe(exc)})") from None
+
+
+class _SndfileSource(_Source):
+    def __init__(self, path: Path, handle: soundfile.SoundFile):
+        self.path, self.handle = path, handle
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def blocks(self, start, duration, seek):
+        f, rate = self.handle, self.handle.samplerate
+        try:
+            f.seek(min(round(start * rate), f.frames))
+            left = math.inf if duration is None else round(duration * rate)
+            while left > 0:
+                data = f.read(int(min(left, BLOCK_SECONDS * rate)), dtype="float32", always_2d=True)
+                if not len(data):
+                    return
+                left -= len(data)
+                yield rate, data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0].copy()
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise MediaError(self.path, f"corrupt audio data ({_describe(exc)})") from None
+
+
+def _check_parameters(sr: int, start: float, duration: float | None) -> None:
+    if not MIN_RATE <= sr <= MAX_RATE:
+        raise ParameterError(f"sr must be between {MIN_RATE} and {MAX_RATE} Hz, got {sr}")
+    if not start >= 0:
+        raise ParameterError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and not duration > 0:
+        raise ParameterError(f"duration must be > 0 seconds or None, got {duration}")
+
+
+def _resampled(native: Iterator[tuple[int, np.ndarray]], sr: int) -> Iterator[np.ndarray]:
+    """Gather native blocks of about BLOCK_SECONDS and resample them to ``sr``."""
+    resampler, rate, pending, pending_len = None, None, [], 0
+
+    def flush(last: bool) -> np.ndarray:
+        nonlocal pending, pending_len
+        block = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+        pending, pending_len = [], 0
+        if rate == sr:
+            return block
+        return resampler.resample_chunk(block, last=last)
+
+    for block_rate, block in native:
+        if block_rate != rate:  # first block, or the stream changed its rate
+            if rate is not None:
+                yield flush(last=True)
+            rate = block_rate
+            resampler = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality=RESAMPLER_QUALITY)
+        pending.append(block)
+        pending_len += len(block)
+        if pending_len >= BLOCK_SECONDS * rate:
+            out = flush(last=False)
+            if len(out):
+                yield out
+    if rate is not None:
+        out = flush(last=True)
+        if len(out):
+            yield out
+
+
 def stream(
     path: str | os.PathLike,
     *,
@@ -110,7 +242,8 @@ def stream(
     Parameters
     ----------
     path : str or os.PathLike
-        Any file FFmpeg decodes (MP3, M4A/AAC, OGG Vorbis, Opus, FLAC, WAV, AIFF...).
+        Any file FFmpeg (or libsndfile) decodes: MP3, M4A/AAC, OGG Vorbis, Opus,
+        FLAC, WAV, AIFF...
     sr : int > 0
         Output sample rate in Hz, 8000 to 192000.
     start : float >= 0
@@ -130,13 +263,10 @@ def stream(
     """
     path = Path(path)
     _check_parameters(sr, start, duration)
-    container = _open(path)
+    source = _open(path)
     try:
-        if not container.streams.audio:
-            raise MediaError(path, "no audio stream")
-        audio = container.streams.audio[0]
         produced = 0
-        for block in _resampled(path, container, audio, sr, start, duration):
+        for block in _resampled(source.blocks(start, duration, seek=False), sr):
             produced += len(block)
             yield block
         if produced == 0:
@@ -145,7 +275,7 @@ def stream(
         if duration is None:
             _check_complete(path, start + produced / sr)
     finally:
-        container.close()
+        source.close()
 
 
 def _declared_length(path: Path) -> float | None:
@@ -167,15 +297,6 @@ def _declared_length(path: Path) -> float | None:
     return tagged.info.length or None if exact else None
 
 
-def _check_parameters(sr: int, start: float, duration: float | None) -> None:
-    if not MIN_RATE <= sr <= MAX_RATE:
-        raise ParameterError(f"sr must be between {MIN_RATE} and {MAX_RATE} Hz, got {sr}")
-    if not start >= 0:
-        raise ParameterError(f"start must be >= 0 seconds, got {start}")
-    if duration is not None and not duration > 0:
-        raise ParameterError(f"duration must be > 0 seconds or None, got {duration}")
-
-
 def _check_complete(path: Path, decoded_end: float) -> None:
     """Raise if the file declares more audio than could be decoded (a truncated file)."""
     declared = _declared_length(path)
@@ -183,82 +304,6 @@ def _check_complete(path: Path, decoded_end: float) -> None:
         raise MediaError(
             path, f"truncated: decoded {decoded_end:.1f} s of {declared:.1f} s declared"
         )
-
-
-def _native_blocks(path: Path, container, audio, start: float, duration: float | None,
-                   seek: bool = False):
-    """Yield (sample_rate, mono block) at the file's own rate, trimmed to the excerpt.
-
-    Seeks when ``start`` > 0 or ``seek`` is set (the container was read before).
-    """
-    if start > 0 or seek:
-        try:
-            origin_pts = audio.start_time or 0
-            container.seek(origin_pts + int(start / audio.time_base), stream=audio)
-        except av.error.FFmpegError as exc:
-            raise MediaError(path, f"cannot seek to {start:g} s ({_describe(exc)})") from None
-    remaining = math.inf if duration is None else duration  # seconds still wanted
-    # times count from the stream's first sample (after any encoder priming), as a
-    # whole-file decode does
-    origin = float(audio.start_time * audio.time_base) if audio.start_time is not None else 0.0
-    position = None  # time of the next sample, seconds
-    try:
-        for frame in container.decode(audio):
-            rate = frame.sample_rate
-            mono = _to_mono(frame)
-            if frame.time is not None:
-                if position is not None and frame.time - origin > position + GAP_TOLERANCE:
-                    raise MediaError(path, f"corrupt audio data: {frame.time - origin - position:.1f} s "
-                                           f"missing at {position:.1f} s")
-                position = frame.time - origin
-            elif position is None:
-                position = 0.0
-            skip = max(0, round((start - position) * rate))
-            position += len(mono) / rate
-            mono = mono[skip:]
-            if not len(mono):
-                continue
-            if duration is not None:
-                mono = mono[: round(remaining * rate)]
-                remaining -= len(mono) / rate
-            yield rate, mono
-            if remaining * rate < 0.5:
-                return
-    except av.error.FFmpegError as exc:
-        at = f" at {position:.1f} s" if position is not None else ""
-        raise MediaError(path, f"corrupt audio data{at} ({_describe(exc)})") from None
-
-
-def _resampled(path, container, audio, sr: int, start: float, duration: float | None,
-               seek: bool = False):
-    """Gather native blocks of about BLOCK_SECONDS and resample them to ``sr``."""
-    resampler, rate, pending, pending_len = None, None, [], 0
-
-    def flush(last: bool) -> np.ndarray:
-        nonlocal pending, pending_len
-        block = np.concatenate(pending) if pending else np.zeros(0, np.float32)
-        pending, pending_len = [], 0
-        if rate == sr:
-            return block
-        return resampler.resample_chunk(block, last=last)
-
-    for block_rate, block in _native_blocks(path, container, audio, start, duration, seek):
-        if block_rate != rate:  # first block, or the stream changed its rate
-            if rate is not None:
-                yield flush(last=True)
-            rate = block_rate
-            resampler = soxr.ResampleStream(rate, sr, 1, dtype="float32",
-                                            quality=RESAMPLER_QUALITY)
-        pending.append(block)
-        pending_len += len(block)
-        if pending_len >= BLOCK_SECONDS * rate:
-            out = flush(last=False)
-            if len(out):
-                yield out
-    if rate is not None:
-        out = flush(last=True)
-        if len(out):
-            yield out
 
 
 def load(
@@ -304,20 +349,17 @@ def load_excerpts(
     """
     path = Path(path)
     _check_parameters(sr, min(starts, default=0.0), duration)
-    container = _open(path)
+    source = _open(path)
     try:
-        if not container.streams.audio:
-            raise MediaError(path, "no audio stream")
-        audio = container.streams.audio[0]
         excerpts = []
         for i, start in enumerate(starts):
-            blocks = list(_resampled(path, container, audio, sr, start, duration, seek=i > 0))
+            blocks = list(_resampled(source.blocks(start, duration, seek=i > 0), sr))
             if not blocks:
                 raise MediaError(path, f"no audio could be decoded after {start:g} s")
             excerpts.append(np.concatenate(blocks))
         return excerpts
     finally:
-        container.close()
+        source.close()
 
 
 def _first(tags, key: str) -> str | None:
@@ -354,14 +396,14 @@ def read_metadata(path: str | os.PathLike) -> TrackMetadata:
         duration = getattr(tagged.info, "length", None) or None
     tags = getattr(tagged, "tags", None) if tagged is not None else None
     if duration is None:
-        container = _open(path)
+        source = _open(path)
         try:
-            if not container.streams.audio:
-                raise MediaError(path, "no audio stream")
-            if container.duration is not None:
-                duration = container.duration / av.time_base
+            if isinstance(source, _SndfileSource):
+                duration = source.handle.frames / source.handle.samplerate
+            elif source.container.duration is not None:
+                duration = source.container.duration / av.time_base
         finally:
-            container.close()
+            source.close()
     return TrackMetadata(
         artist=_first(tags, "artist"),
         title=_first(tags, "title"),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, audio, recommend
+from . import __version__, audio, playlists, recommend
+from .playlist_files import Entry, write_m3u, write_xspf
 from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import ParameterError, SoundalikeError
 from .library import Library, indexer
@@ -80,6 +81,9 @@ def cmd_index(args: argparse.Namespace) -> int:
                 else:
                     failed.append(outcome)
                     bar.write(f"failed: {outcome.path}: {outcome.reason}")
+        aggregation = args.aggregate or library.aggregation
+        if aggregation != "mean" or aggregation != library.aggregation:
+            library.reaggregate(aggregation)
         if catalogue.count():
             library.index  # brings the vector index up to date and saves it
         print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
@@ -112,6 +116,38 @@ def cmd_similar(args: argparse.Namespace) -> int:
             where = "" if seed.track else " (not in the library)"
             print(f"similar to {seed.track.label if seed.track else Path(seed.path).name}{where}:")
         _print_tracks(found, args.json, "score")
+    return 0
+
+
+def _emit_playlist(tracks, args: argparse.Namespace) -> None:
+    entries = [Entry(t.path, t.artist, t.title, t.album, t.duration) for t in tracks]
+    for out, write in ((args.m3u, write_m3u), (args.xspf, write_xspf)):
+        if out:
+            write(entries, out, relative=args.relative)
+            print(f"wrote {len(entries)} tracks to {out}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([t.as_dict() for t in tracks], ensure_ascii=False))
+    elif not (args.m3u or args.xspf):
+        for i, t in enumerate(tracks, 1):
+            print(f"{i:3d}  {t.label}\n       {t.path}")
+
+
+def cmd_radio(args: argparse.Namespace) -> int:
+    settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
+                                       random_seed=args.random_seed)
+    with Library(args.library, create=False) as library:
+        seeds = [library.resolve(q) for q in args.seeds]
+        tracks = list(playlists.radio(library, seeds, settings, length=args.length))
+        _emit_playlist(tracks, args)
+    return 0
+
+
+def cmd_path(args: argparse.Namespace) -> int:
+    with Library(args.library, create=False) as library:
+        waypoints = [library.resolve(q) for q in args.songs]
+        tracks = playlists.path(library, waypoints, length=args.length, drunk=args.drunk,
+                                max_per_artist=args.max_per_artist, random_seed=args.random_seed)
+        _emit_playlist(tracks, args)
     return 0
 
 
@@ -195,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(REGISTRY), default=None,
                    help=f"network for a new library (default {DEFAULT_MODEL})")
     p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
+    p.add_argument("--aggregate", choices=["mean", "tfidf"], default=None,
+                   help="track vector from patches: mean (default) or TF-IDF weighted as in Deej-A.I.")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("similar", parents=[lib], help="tracks that sound like a track or any audio file")
@@ -205,6 +243,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-artist", action="store_true", help="skip the seed's artist")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)
+
+    out = argparse.ArgumentParser(add_help=False)
+    group = out.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true", help="print the playlist as JSON")
+    group.add_argument("--m3u", metavar="OUT", help="write an extended M3U8 playlist")
+    group.add_argument("--xspf", metavar="OUT", help="write an XSPF playlist")
+    out.add_argument("--relative", action="store_true", help="paths relative to the playlist file")
+    out.add_argument("--drunk", type=float, default=0.0, help="randomness, 0 (none) to 1 (adventurous)")
+    out.add_argument("--random-seed", type=int, default=None, help="reproduce a random playlist")
+
+    p = sub.add_parser("radio", parents=[lib, out], help="keep playing songs like these")
+    p.add_argument("seeds", nargs="+", help="seed songs: library tracks (path, id, words) or any audio files")
+    p.add_argument("--length", type=int, default=20, help="tracks to play (default 20)")
+    p.add_argument("--keep-on", type=int, default=3, help="steer by the last K tracks (default 3)")
+    p.add_argument("--artist-gap", type=int, default=3, help="no artist twice within G tracks (default 3)")
+    p.set_defaults(func=cmd_radio)
+
+    p = sub.add_parser("path", parents=[lib, out], help="a journey from one song to another, through others")
+    p.add_argument("songs", nargs="+", help="start, waypoints and end: library tracks")
+    p.add_argument("--length", type=int, default=12, help="tracks in all, waypoints included (default 12)")
+    p.add_argument("--max-per-artist", type=int, default=None, help="cap tracks per artist")
+    p.set_defaults(func=cmd_path)
 
     p = sub.add_parser("tags", parents=[lib], help="a track's predicted tags")
     p.add_argument("query")

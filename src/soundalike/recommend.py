@@ -23,9 +23,7 @@ class Recommendation:
     top_tags: list[tuple[str, float]]
 
     def as_dict(self) -> dict:
-        t = self.track
-        return {"id": t.id, "path": t.path, "artist": t.artist, "title": t.title, "album": t.album,
-                "duration": t.duration, "score": round(self.score, 5),
+        return {**self.track.as_dict(), "score": round(self.score, 5),
                 "tags": [{"tag": n, "probability": round(p, 4)} for n, p in self.top_tags]}
 
 

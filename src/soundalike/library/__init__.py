@@ -137,6 +137,9 @@ class Library:
         if candidate.is_file():
             track = self.catalogue.track_by_path(str(candidate.resolve()))
             return self.seed(track) if track else self.analyse_outside(candidate)
+        by_path = self.catalogue.track_by_path(str(candidate.resolve()))
+        if by_path:  # a library path whose file is not there right now
+            return self.seed(by_path)
         if query.strip().isdigit():
             track = self.catalogue.track(int(query))
             if track:
@@ -156,7 +159,12 @@ class Library:
         """Analyse a file that is not in the library (it is not added)."""
         meta = audio.read_metadata(path)
         result = analysis.analyze(path, self.model)
-        return Seed(None, str(path), meta.artist, meta.duration, analysis.aggregate(result.embeddings),
+        if self.aggregation == "tfidf":  # weighted against the library's patches
+            patches = [p for _, p in self.catalogue.iter_patches()]
+            vector = analysis.tfidf_vectors([*patches, result.embeddings])[-1]
+        else:
+            vector = analysis.aggregate(result.embeddings)
+        return Seed(None, str(path), meta.artist, meta.duration, vector,
                     result.tag_probabilities, result.embeddings, result.starts)
 
     def top_tags(self, track_ids, n: int = 3) -> dict[int, list[tuple[str, float]]]:
@@ -168,6 +176,24 @@ class Library:
             out[int(i)] = [(names[j], float(row[j])) for j in order]
         return out
 
+    @property
+    def aggregation(self) -> str:
+        return self.catalogue.get_meta("aggregate") or "mean"
+
+    def reaggregate(self, method: str) -> None:
+        """Recompute every track vector from its stored patches ("mean" or "tfidf");
+        TF-IDF depends on the whole library, so it is redone after each index run."""
+        if method not in analysis.AGGREGATIONS:
+            raise ParameterError(f"aggregation must be one of {', '.join(analysis.AGGREGATIONS)}, got {method!r}")
+        ids, patches = zip(*self.catalogue.iter_patches()) if self.catalogue.count() else ((), ())
+        if method == "mean":
+            vectors = [analysis.aggregate(p) for p in patches]
+        else:
+            vectors = analysis.tfidf_vectors(list(patches))
+        self.catalogue.set_vectors(dict(zip(ids, vectors)))
+        self.catalogue.set_meta("aggregate", method)
+        self.__dict__.pop("index", None)
+
     def stats(self) -> dict:
         index_kind = self.index.kind if self.catalogue.count() else None
         return {
@@ -175,6 +201,7 @@ class Library:
             "tracks": self.catalogue.count(),
             "failed": len(self.catalogue.failures()),
             "model": self.catalogue.model,
+            "aggregate": self.aggregation,
             "index": index_kind,
             "hours": round((self.catalogue.db.execute("SELECT SUM(duration) FROM tracks").fetchone()[0] or 0) / 3600, 2),
             "bytes_on_disk": self.catalogue.size_on_disk(),

@@ -81,6 +81,10 @@ class Track:
     genre: str | None
     duration: float | None
 
+    def as_dict(self) -> dict:
+        return {"id": self.id, "path": self.path, "artist": self.artist, "title": self.title,
+                "album": self.album, "duration": self.duration}
+
     @property
     def label(self) -> str:
         """"Artist - Title", falling back to the file name."""

@@ -1,0 +1,296 @@
+"""Playlists from the library: radio that keeps playing, and paths between songs.
+
+Vectors are compared by cosine on unit vectors; "distance" below is cosine distance,
+``1 - cos``, in [0, 2].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .errors import ParameterError
+from .library import Library, Seed, Track
+from .library.vectors import normalize
+from .recommend import is_duplicate
+
+CANDIDATES = 50  # nearest tracks considered per step, before rules are applied
+
+
+@dataclasses.dataclass(frozen=True)
+class RadioSettings:
+    """keep_on: how many of the last tracks played steer the next (Deej-A.I.'s
+    lookback); drunk: randomness from 0 (deterministic) to 1 (adventurous);
+    artist_gap: an artist may not recur within this many tracks; random_seed:
+    makes a drunk radio reproducible."""
+
+    keep_on: int = 3
+    drunk: float = 0.0
+    artist_gap: int = 3
+    random_seed: int | None = None
+
+    def __post_init__(self):
+        if self.keep_on < 1:
+            raise ParameterError(f"keep_on must be >= 1, got {self.keep_on}")
+        if not 0 <= self.drunk <= 1:
+            raise ParameterError(f"drunk must be in [0, 1], got {self.drunk}")
+        if self.artist_gap < 0:
+            raise ParameterError(f"artist_gap must be >= 0, got {self.artist_gap}")
+
+
+def _drunk_pick(scores: np.ndarray, drunk: float, rng: np.random.Generator) -> int:
+    """Index of the chosen candidate: the best when sober; drunk samples from a
+    softmax over scores whose temperature grows with ``drunk`` (0.02 per 0.1)."""
+    if drunk == 0 or len(scores) == 1:
+        return 0
+    logits = (scores - scores.max()) / (0.2 * drunk)
+    p = np.exp(logits)
+    return int(rng.choice(len(scores), p=p / p.sum()))
+
+
+def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], settings: RadioSettings,
+               rng: np.random.Generator | None = None) -> Track | None:
+    """The next track of a radio started from ``seeds`` that has played ``history`` (track ids).
+
+    Stateless, so a web page can ask one track at a time with its current settings.
+    The query is the mean unit vector of the last ``keep_on`` items of seeds +
+    history; tracks already played, seeds, their duplicates and artists heard within
+    ``artist_gap`` tracks are skipped. None when nothing is left.
+    """
+    rng = rng if rng is not None else np.random.default_rng(settings.random_seed)
+    played_ids = [s.track.id for s in seeds if s.track is not None] + list(history)
+    history_tracks = {t.id: t for t in library.catalogue.tracks(history)}
+    steering = [normalize(s.vector) for s in seeds] + list(normalize(library.vectors(history))) if history \
+        else [normalize(s.vector) for s in seeds]
+    query = normalize(np.mean(steering[-settings.keep_on:], axis=0))
+    recent = [history_tracks[i] for i in history][-settings.artist_gap:] if settings.artist_gap else []
+    recent_artists = {(t.artist or "").casefold() for t in recent if t.artist}
+    if settings.artist_gap and len(history) < settings.artist_gap:
+        recent_artists |= {(s.artist or "").casefold() for s in seeds if s.artist}
+    avoid = set(played_ids)
+    # durations and vectors of what was played, to spot duplicates of it
+    played_vectors = [(normalize(s.vector), s.duration) for s in seeds]
+    played_vectors += [(v, history_tracks[i].duration) for i, v in zip(history, normalize(library.vectors(history)))] \
+        if history else []
+    fetch = CANDIDATES + len(avoid)
+    while True:
+        scores, ids = library.nearest(query, fetch)
+        tracks = {t.id: t for t in library.catalogue.tracks(ids)}
+        vectors = normalize(library.vectors(ids)) if len(ids) else np.zeros((0, 1))
+        ok = []
+        for row, track_id in enumerate(ids):
+            track = tracks[int(track_id)]
+            if track.id in avoid or (track.artist and track.artist.casefold() in recent_artists):
+                continue
+            if any(is_duplicate(float(vectors[row] @ v), track.duration, d) for v, d in played_vectors):
+                continue
+            ok.append(row)
+        if ok or len(ids) < fetch:
+            break
+        fetch *= 4
+    if not ok:
+        return None
+    pool = ok[: max(1, round(1 + settings.drunk * (CANDIDATES - 1)))]
+    return tracks[int(ids[pool[_drunk_pick(scores[pool], settings.drunk, rng)]])]
+
+
+def radio(library: Library, seeds: Sequence[Seed], settings: RadioSettings = RadioSettings(), *,
+          length: int | None = None) -> Iterator[Track]:
+    """Keep playing: yields up to ``length`` tracks (forever if None) until the library runs dry."""
+    if not seeds:
+        raise ParameterError("radio needs at least one seed")
+    rng = np.random.default_rng(settings.random_seed)
+    history: list[int] = []
+    while length is None or len(history) < length:
+        track = next_track(library, seeds, history, settings, rng)
+        if track is None:
+            return
+        history.append(track.id)
+        yield track
+
+
+PATH_CANDIDATES = 30  # tracks considered around each point of a path
+TARGET_PULL = 1.0  # weight of a track's squared distance to its point, against squared steps
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Points on the great circle from unit ``a`` to unit ``b``, shape (len(fractions), d)."""
+    omega = np.arccos(np.clip(a @ b, -1.0, 1.0))
+    f = fractions[:, None]
+    if np.sin(omega) < 1e-6:  # same or opposite points: no unique great circle
+        return normalize((1 - f) * a + f * b)
+    return (np.sin((1 - f) * omega) * a + np.sin(f * omega) * b) / np.sin(omega)
+
+
+def _split(total: int, weights: np.ndarray) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders)."""
+    weights = np.maximum(weights, 1e-9)
+    raw = total * weights / weights.sum()
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: total - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def _viterbi(start: np.ndarray, end: np.ndarray, pools: list[np.ndarray], vectors: dict[int, np.ndarray],
+             targets: np.ndarray) -> list[int]:
+    """One track per pool minimising the squared step distances from start to end,
+    plus ``TARGET_PULL`` times each track's squared distance to its point."""
+    cost = None
+    back = []
+    prev_vecs = start[None, :]
+    for j, pool in enumerate(pools):
+        cur = np.stack([vectors[i] for i in pool])
+        pull = TARGET_PULL * (1 - cur @ targets[j]) ** 2
+        step = (1 - cur @ prev_vecs.T) ** 2 + pull[:, None]  # (cur, prev)
+        if cost is None:
+            total = step[:, 0]
+            back.append(np.zeros(len(pool), int))
+        else:
+            total = step + cost[None, :]
+            same = pool[:, None] == pools[j - 1][None, :]
+            total[same] = np.inf
+            back.append(np.argmin(total, axis=1))
+            total = total[np.arange(len(pool)), back[-1]]
+        cost, prev_vecs = total, cur
+    final = cost + (1 - prev_vecs @ end) ** 2
+    choice = [int(np.argmin(final))]
+    for j in range(len(pools) - 1, 0, -1):
+        choice.append(int(back[j][choice[-1]]))
+    choice.reverse()
+    return [int(pools[j][c]) for j, c in enumerate(choice)]
+
+
+def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: float = 0.0,
+         max_per_artist: int | None = None, random_seed: int | None = None) -> list[Track]:
+    """A playlist of ``length`` tracks from the first waypoint through the others, in order.
+
+    Between consecutive waypoints the playlist follows the arc between their vectors
+    in small, even steps: around each of evenly spaced points on the arc the nearest
+    tracks are candidates, and the sequence chosen minimises the sum of squared step
+    distances (for a fixed total, even steps) plus each track's squared distance to
+    its point. No track (or duplicate recording) appears twice;
+    ``max_per_artist`` caps each artist; ``drunk`` (0 to 1) moves the points off the
+    arc at random, and tracks are pulled towards their points (``random_seed``
+    reproduces a journey). Intermediate tracks are
+    shared out between the legs in proportion to their lengths.
+    """
+    if len(waypoints) < 2:
+        raise ParameterError(f"a path needs at least 2 songs, got {len(waypoints)}")
+    if length < len(waypoints):
+        raise ParameterError(f"length must be at least the number of songs ({len(waypoints)}), got {length}")
+    if not 0 <= drunk <= 1:
+        raise ParameterError(f"drunk must be in [0, 1], got {drunk}")
+    if max_per_artist is not None and max_per_artist < 1:
+        raise ParameterError(f"max_per_artist must be >= 1, got {max_per_artist}")
+    missing = [w.path for w in waypoints if w.track is None]
+    if missing:
+        raise ParameterError(f"path waypoints must be library tracks; not in the library: {', '.join(missing)}")
+    ids = [w.track.id for w in waypoints]
+    if len(set(ids)) != len(ids):
+        raise ParameterError("a waypoint appears twice in the path")
+    rng = np.random.default_rng(random_seed)
+    points = normalize(np.stack([w.vector for w in waypoints]))
+    legs = 1 - np.einsum("ij,ij->i", points[:-1], points[1:])
+    per_leg = _split(length - len(waypoints), legs)
+    used = set(ids)
+    used_vectors = [(p, w.duration) for p, w in zip(points, waypoints)]
+    artists: dict[str, int] = {}
+    for w in waypoints:
+        if w.artist:
+            artists[w.artist.casefold()] = artists.get(w.artist.casefold(), 0) + 1
+    playlist = [waypoints[0].track]
+    for leg, n in enumerate(per_leg):
+        a, b = points[leg], points[leg + 1]
+        if n:
+            targets = _slerp(a, b, np.arange(1, n + 1) / (n + 1))
+            if drunk:
+                spread = drunk * np.sqrt(max(legs[leg], 1e-4))
+                targets = normalize(targets + spread * rng.standard_normal(targets.shape) / np.sqrt(targets.shape[1]))
+            chosen = _leg(library, a, b, targets, used, used_vectors, artists, max_per_artist)
+            for track in chosen:
+                used.add(track.id)
+                if track.artist:
+                    artists[track.artist.casefold()] = artists.get(track.artist.casefold(), 0) + 1
+            playlist += chosen
+            used_vectors += [(v, t.duration) for v, t in zip(normalize(library.vectors([t.id for t in chosen])), chosen)]
+        playlist.append(waypoints[leg + 1].track)
+    return playlist
+
+
+def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_artist) -> list[Track]:
+    """Tracks for the points ``targets`` between ``a`` and ``b`` (see :func:`path`).
+
+    Candidate pools are gathered once; when the best sequence repeats a track (or a
+    duplicate) or breaks the artist cap, that track is struck from the later
+    position's pool only and the sequence is solved again.
+    """
+    pools, vectors, tracks = [], {}, {}
+    for target in targets:
+        scores, ids = library.nearest(target, 2 * PATH_CANDIDATES + len(used))
+        found = {t.id: t for t in library.catalogue.tracks(ids)}
+        vecs = normalize(library.vectors(ids)) if len(ids) else np.zeros((0, 1))
+        pool = []
+        for row, i in enumerate(ids):
+            track = found[int(i)]
+            if track.id in used:
+                continue
+            if max_per_artist and track.artist and artists.get(track.artist.casefold(), 0) >= max_per_artist:
+                continue
+            if any(is_duplicate(float(vecs[row] @ v), track.duration, d) for v, d in used_vectors):
+                continue
+            pool.append(track.id)
+            vectors[track.id], tracks[track.id] = vecs[row], track
+            if len(pool) == PATH_CANDIDATES:
+                break
+        pools.append(pool)
+    while all(pools):
+        chosen = _viterbi(a, b, [np.array(p) for p in pools], vectors, targets)
+        conflict = _first_conflict([tracks[i] for i in chosen], artists, max_per_artist, vectors)
+        if conflict is None:
+            return [tracks[i] for i in chosen]
+        pools[conflict].remove(chosen[conflict])
+    raise ParameterError("the library has too few tracks for a path this long; try a shorter one")
+
+
+def _first_conflict(chosen: list[Track], artists: dict[str, int], max_per_artist, vectors) -> int | None:
+    """Position of the first track that repeats or duplicates an earlier one, or
+    exceeds its artist's cap; None when there is none."""
+    counts = dict(artists)
+    for position, track in enumerate(chosen):
+        earlier = chosen[:position]
+        if any(s.id == track.id or is_duplicate(float(vectors[s.id] @ vectors[track.id]), s.duration, track.duration)
+               for s in earlier):
+            return position
+        if track.artist and max_per_artist:
+            key = track.artist.casefold()
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] > max_per_artist:
+                return position
+    return None
+
+
+def naive_path(library: Library, waypoints: Sequence[Seed], *, length: int, unused: bool = True) -> list[Track]:
+    """The baseline: the nearest track to each evenly spaced point on the straight
+    line between waypoints (unused tracks only when ``unused``), for comparison."""
+    points = normalize(np.stack([w.vector for w in waypoints]))
+    legs = 1 - np.einsum("ij,ij->i", points[:-1], points[1:])
+    per_leg = _split(length - len(waypoints), legs)
+    playlist, used = [waypoints[0].track], {w.track.id for w in waypoints}
+    for leg, n in enumerate(per_leg):
+        for f in np.arange(1, n + 1) / (n + 1):
+            target = (1 - f) * points[leg] + f * points[leg + 1]
+            _, ids = library.nearest(target, len(used) + 1 if unused else 1)
+            pick = next(int(i) for i in ids if not unused or int(i) not in used)
+            used.add(pick)
+            playlist.append(library.catalogue.track(pick))
+        playlist.append(waypoints[leg + 1].track)
+    return playlist
+
+
+def step_distances(library: Library, playlist: Sequence[Track]) -> np.ndarray:
+    """Cosine distances between consecutive tracks, shape (len(playlist) - 1,)."""
+    v = normalize(library.vectors([t.id for t in playlist]))
+    return 1 - np.einsum("ij,ij->i", v[:-1], v[1:])

@@ -1,0 +1,238 @@
+"""Radio and paths over a catalogue of controlled vectors, and playlist files."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundalike import ParameterError
+from soundalike.audio import TrackMetadata
+from soundalike.cli import main
+from soundalike.library import Library
+from soundalike.library.catalogue import TrackRecord
+from soundalike.playlist_files import Entry, read_m3u, read_xspf, write_m3u, write_xspf
+from soundalike.playlists import RadioSettings, naive_path, next_track, path, radio, step_distances
+
+DIM = 8
+
+
+def add(lib, name, vector, artist, duration=200.0):
+    vector = np.asarray(vector, np.float32)
+    record = TrackRecord(path=f"/music/{name}.mp3", size=1, mtime_ns=1,
+                         metadata=TrackMetadata(artist, name, "Album", None, duration), excerpt=0,
+                         vector=vector, tags=np.full(3, 0.5, np.float32), patches=vector[None, :],
+                         starts=np.zeros(1, np.float32))
+    return lib.catalogue.put(record)
+
+
+@pytest.fixture
+def ring(tmp_path):
+    """40 tracks on a circle in the plane of dims 0-1 (angle = index x 9 degrees),
+    8 artists in turn, plus a duplicate of track 0 (same vector, same length)."""
+    lib = Library(tmp_path / "ring.sqlite", create=True)
+    lib.catalogue.bind_model("test", ["a", "b", "c"], DIM)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        angle = np.deg2rad(9 * i)
+        v = np.zeros(DIM)
+        v[0], v[1] = np.cos(angle), np.sin(angle)
+        v[2:] = 0.01 * rng.standard_normal(DIM - 2)
+        add(lib, f"t{i:02d}", v, f"artist{i % 8}", duration=180 + i)
+    add(lib, "t00-copy", lib.vectors([1])[0] * 1.0001, "artist0", duration=180.5)
+    yield lib
+    lib.close()
+
+
+def angle_of(lib, track):
+    v = lib.vectors([track.id])[0]
+    return np.rad2deg(np.arctan2(v[1], v[0])) % 360
+
+
+def seeds(lib, *names):
+    return [lib.resolve(f"/music/{n}.mp3") for n in names]
+
+
+# --- radio -----------------------------------------------------------------------------
+
+def test_sober_radio_walks_to_the_nearest_unplayed_track(ring):
+    settings = RadioSettings(keep_on=1, artist_gap=0)
+    tracks = list(radio(ring, seeds(ring, "t10"), settings, length=6))
+    names = [t.title for t in tracks]
+    assert names[0] in ("t09", "t11")
+    assert len(set(names)) == 6 and "t10" not in names
+    # keep_on=1 steers by the last track only: each step goes to a ring neighbour of the last
+    angles = [9 * 10] + [angle_of(ring, t) for t in tracks]
+    steps = np.abs((np.diff(angles) + 180) % 360 - 180)
+    assert np.all(steps <= 18.5)
+
+
+def test_radio_is_deterministic_and_stateless(ring):
+    settings = RadioSettings(keep_on=3)
+    seed = seeds(ring, "t05")
+    first = [t.id for t in radio(ring, seed, settings, length=8)]
+    assert first == [t.id for t in radio(ring, seed, settings, length=8)]
+    history = []
+    for _ in range(8):  # one at a time, as the web page asks
+        history.append(next_track(ring, seed, history, settings).id)
+    assert history == first
+
+
+def test_radio_artist_gap_and_no_repeats(ring):
+    tracks = list(radio(ring, seeds(ring, "t20"), RadioSettings(keep_on=2, artist_gap=4), length=30))
+    assert len({t.id for t in tracks}) == 30
+    artists = ["artist4"] + [t.artist for t in tracks]  # the seed's artist counts too
+    for i in range(len(artists)):
+        assert artists[i] not in artists[i + 1 : i + 5]
+
+
+def test_radio_skips_duplicates_of_what_played(ring):
+    tracks = [t.title for t in radio(ring, seeds(ring, "t01"), RadioSettings(artist_gap=0), length=39)]
+    assert ("t00" in tracks) != ("t00-copy" in tracks)  # one recording, played once
+
+
+def test_radio_stops_when_the_library_runs_dry(ring):
+    assert len(list(radio(ring, seeds(ring, "t01"), RadioSettings(artist_gap=0), length=100))) == 39
+
+
+def test_several_seeds_steer_together(ring):
+    # t00 and t20 are opposite; their mean points nowhere on the ring, but t10 and t30
+    # are equally far from it; with t00 and t04, the next is around t02
+    tracks = list(radio(ring, seeds(ring, "t00", "t04"), RadioSettings(artist_gap=0), length=1))
+    assert tracks[0].title == "t02"
+
+
+def test_drunk_radio_is_reproducible_with_a_seed_and_varies_without(ring):
+    seed = seeds(ring, "t10")
+    drunk = [[t.id for t in radio(ring, seed, RadioSettings(drunk=1.0, random_seed=s), length=10)] for s in (1, 1, 2)]
+    assert drunk[0] == drunk[1] != drunk[2]
+    sober = [t.id for t in radio(ring, seed, RadioSettings(), length=10)]
+    assert sober != drunk[0]
+
+
+@pytest.mark.parametrize("kwargs,message", [({"keep_on": 0}, "keep_on must be >= 1, got 0"),
+                                             ({"drunk": 1.5}, r"drunk must be in \[0, 1\], got 1.5"),
+                                             ({"artist_gap": -1}, "artist_gap must be >= 0, got -1")])
+def test_radio_settings_are_checked(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        RadioSettings(**kwargs)
+
+
+# --- paths -----------------------------------------------------------------------------
+
+def test_path_moves_in_even_steps_from_start_to_end(ring):
+    tracks = path(ring, seeds(ring, "t00", "t18"), length=10)
+    assert [tracks[0].title, tracks[-1].title] == ["t00", "t18"]
+    angles = [angle_of(ring, t) for t in tracks]
+    assert np.all(np.diff(angles) > 0), angles  # always onwards
+    steps = step_distances(ring, tracks)
+    assert steps.max() <= 1.6 * steps.mean()
+    assert len({t.id for t in tracks}) == 10
+
+
+def test_path_passes_waypoints_in_order(ring):
+    tracks = path(ring, seeds(ring, "t00", "t10", "t05"), length=12)
+    titles = [t.title for t in tracks]
+    assert titles[0] == "t00" and titles[-1] == "t05"
+    assert titles.index("t10") > 0 and len(set(titles)) == 12
+    assert "t00-copy" not in titles
+
+
+def test_path_caps_artists(ring):
+    tracks = path(ring, seeds(ring, "t00", "t16"), length=14, max_per_artist=2)  # 8 artists
+    counts = {}
+    for t in tracks:
+        counts[t.artist] = counts.get(t.artist, 0) + 1
+    assert max(counts.values()) <= 2
+
+
+def test_drunk_paths_differ_by_seed_and_repeat_with_one(ring):
+    ends = seeds(ring, "t00", "t18")
+    a = [t.id for t in path(ring, ends, length=12, drunk=1.0, random_seed=3)]
+    b = [t.id for t in path(ring, ends, length=12, drunk=1.0, random_seed=3)]
+    c = [t.id for t in path(ring, ends, length=12, drunk=1.0, random_seed=4)]
+    sober = [t.id for t in path(ring, ends, length=12)]
+    assert a == b and a != c and sober not in (a, c)
+
+
+def test_path_beats_the_naive_method_where_tracks_clump(tmp_path):
+    """Tracks crowd near the start: the naive method, taking the nearest unused track
+    to each point of the line, runs out of tracks near the end and steps back, then
+    jumps; the path spreads its steps."""
+    lib = Library(tmp_path / "clump.sqlite", create=True)
+    lib.catalogue.bind_model("test", ["a", "b", "c"], DIM)
+    angles = [*range(0, 21, 2), 45, 90]
+    for i, angle in enumerate(angles):
+        v = np.zeros(DIM)
+        v[0], v[1] = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+        add(lib, f"c{i:02d}", v, f"a{i}", duration=100 + i)
+    ends = [lib.resolve("/music/c00.mp3"), lib.resolve(f"/music/c{len(angles) - 1:02d}.mp3")]
+    ours = step_distances(lib, path(lib, ends, length=5))
+    naive = step_distances(lib, naive_path(lib, ends, length=5))
+    assert ours.max() < 0.8 * naive.max()
+    lib.close()
+
+
+@pytest.mark.parametrize("names,length,message", [(("t00",), 5, "a path needs at least 2 songs, got 1"),
+                                                   (("t00", "t05", "t09"), 2, "length must be at least the number of songs"),
+                                                   (("t00", "t00"), 5, "a waypoint appears twice")])
+def test_path_errors(ring, names, length, message):
+    with pytest.raises(ParameterError, match=message):
+        path(ring, seeds(ring, *names), length=length)
+
+
+# --- playlist files --------------------------------------------------------------------
+
+ENTRIES = [Entry("/music/Ünïcode & co/one.mp3", "Añá", "First, Song", "LP", 181.4),
+           Entry("/music/two.flac", None, "Second", None, None),
+           Entry("/elsewhere/three.ogg", "C", "Third - Part", None, 60.0)]
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_m3u_round_trip(tmp_path, relative):
+    out = tmp_path / "list.m3u8"
+    write_m3u(ENTRIES, out, relative=relative)
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("#EXTM3U\n#EXTINF:181,Añá - First, Song\n")
+    assert ("../" in text) == relative
+    back = read_m3u(out)
+    assert [e.path for e in back] == [str(Path(e.path).resolve()) for e in ENTRIES]
+    assert [(e.artist, e.title) for e in back] == [("Añá", "First, Song"), (None, "Second"), ("C", "Third - Part")]
+    assert [e.duration for e in back] == [181, None, 60]
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_xspf_round_trip(tmp_path, relative):
+    out = tmp_path / "list.xspf"
+    write_xspf(ENTRIES, out, relative=relative, title="Journey")
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(out).getroot()
+    assert root.tag == "{http://xspf.org/ns/0/}playlist" and root.get("version") == "1"
+    locations = [el.text for el in root.iter("{http://xspf.org/ns/0/}location")]
+    assert locations[0] == ("../music/%C3%9Cn%C3%AFcode%20%26%20co/one.mp3" if relative
+                            else "file:///music/%C3%9Cn%C3%AFcode%20%26%20co/one.mp3") or relative
+    back = read_xspf(out)
+    assert [e.path for e in back] == [str(Path(e.path).resolve()) for e in ENTRIES]
+    assert back[0] == Entry(str(Path(ENTRIES[0].path)), "Añá", "First, Song", "LP", 181.4)
+    assert back[1].duration is None and back[1].artist is None
+
+
+# --- command line ----------------------------------------------------------------------
+
+def test_radio_and_path_commands(ring, tmp_path, capsys):
+    library = str(ring.path)
+    capsys.readouterr()
+    assert main(["radio", "/music/t03.mp3", "--library", library, "--length", "4", "--json"]) == 0
+    by_path = json.loads(capsys.readouterr().out)
+    assert main(["radio", "t03", "--library", library, "--length", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == by_path and len(out) == 4 and {"id", "path", "artist", "title"} <= set(out[0])
+    assert "t03" not in [t["title"] for t in out]
+    m3u = tmp_path / "r.m3u8"
+    assert main(["path", "t00", "t09", "--library", library, "--length", "6", "--m3u", str(m3u)]) == 0
+    titles = [e.title for e in read_m3u(m3u)]
+    assert titles[0] == "t00" and titles[-1] == "t09" and len(titles) == 6
+    xspf = tmp_path / "p.xspf"
+    assert main(["path", "t00", "t09", "--library", library, "--length", "6", "--xspf", str(xspf)]) == 0
+    assert [e.title for e in read_xspf(xspf)] == titles
