@@ -130,6 +130,37 @@ def test_libsndfile_takes_over_when_ffmpeg_refuses_a_file(tmp_path, monkeypatch)
         audio.load(text)
 
 
+class FailingContainer:
+    """A real container whose decoding fails after ``fail_after`` seconds."""
+
+    def __init__(self, container, fail_after):
+        self.container, self.fail_after = container, fail_after
+        self.duration = container.duration
+
+    def decode(self, stream):
+        for frame in self.container.decode(stream):
+            if frame.time >= self.fail_after:
+                raise audio.av.error.ArgumentError(22, "Invalid argument")
+            yield frame
+
+
+@pytest.mark.parametrize("fail_after,ok", [(4.99, True), (2.0, False)])
+def test_a_decoding_error_after_the_last_sample_is_harmless(tmp_path, fail_after, ok):
+    """Some Ogg files end with a packet FFmpeg rejects after all their audio decoded."""
+    path = synth.write(tmp_path / "c.flac", synth.chord(5.0, 44_100), 44_100)
+    container = audio.av.open(str(path))
+    source = audio._FFmpegSource(path, FailingContainer(container, fail_after), container.streams.audio[0])
+    try:
+        if ok:
+            seconds = sum(len(b) for _, b in source.blocks(0.0, None, seek=False)) / 44_100
+            assert seconds == pytest.approx(4.99, abs=0.03)
+        else:
+            with pytest.raises(MediaError, match=r"c\.flac: corrupt audio data at 2\.[01] s \(Invalid argument\)"):
+                list(source.blocks(0.0, None, seek=False))
+    finally:
+        container.close()
+
+
 # --- bad input -------------------------------------------------------------------------
 
 def test_empty_file(tmp_path):

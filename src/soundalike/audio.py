@@ -11,6 +11,7 @@ MusiCNN pipeline (``librosa.load(sr=16000)``) applied.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ import soundfile
 import soxr
 
 from .errors import MediaError, ParameterError
+
+log = logging.getLogger(__name__)
 
 RESAMPLER_QUALITY = "HQ"  # soxr's "high quality" preset; pinned, see module docstring
 MIN_RATE, MAX_RATE = 8_000, 192_000  # supported output sample rates (Hz)
@@ -165,6 +168,11 @@ class _FFmpegSource(_Source):
                 if remaining * rate < 0.5:
                     return
         except av.error.FFmpegError as exc:
+            declared = container.duration / av.time_base if container.duration else None
+            if position is not None and declared and position >= declared - TRUNCATION_TOLERANCE:
+                # all the audio the file declares was decoded: a bad trailing packet
+                log.info("%s: ignoring a decoding error after the last sample (%s)", path, _describe(exc))
+                return
             at = f" at {position:.1f} s" if position is not None else ""
             raise MediaError(path, f"corrupt audio data{at} ({_describe(exc)})") from None
 

@@ -60,20 +60,18 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
     ``artist_gap`` tracks are skipped. None when nothing is left.
     """
     rng = rng if rng is not None else np.random.default_rng(settings.random_seed)
-    played_ids = [s.track.id for s in seeds if s.track is not None] + list(history)
-    history_tracks = {t.id: t for t in library.catalogue.tracks(history)}
-    steering = [normalize(s.vector) for s in seeds] + list(normalize(library.vectors(history))) if history \
-        else [normalize(s.vector) for s in seeds]
-    query = normalize(np.mean(steering[-settings.keep_on:], axis=0))
-    recent = [history_tracks[i] for i in history][-settings.artist_gap:] if settings.artist_gap else []
-    recent_artists = {(t.artist or "").casefold() for t in recent if t.artist}
-    if settings.artist_gap and len(history) < settings.artist_gap:
-        recent_artists |= {(s.artist or "").casefold() for s in seeds if s.artist}
-    avoid = set(played_ids)
-    # durations and vectors of what was played, to spot duplicates of it
-    played_vectors = [(normalize(s.vector), s.duration) for s in seeds]
-    played_vectors += [(v, history_tracks[i].duration) for i, v in zip(history, normalize(library.vectors(history)))] \
-        if history else []
+    history = list(history)
+    history_tracks = library.catalogue.tracks(history)
+    # everything played so far, seeds first: (unit vector, duration)
+    played = [(normalize(s.vector), s.duration) for s in seeds]
+    if history:
+        played += list(zip(normalize(library.vectors(history)), (t.duration for t in history_tracks)))
+    query = normalize(np.mean([v for v, _ in played[-settings.keep_on:]], axis=0))
+    avoid = {s.track.id for s in seeds if s.track is not None} | set(history)
+    recent_artists = set()
+    if settings.artist_gap:
+        recent = [s.artist for s in seeds] + [t.artist for t in history_tracks]
+        recent_artists = {a.casefold() for a in recent[-settings.artist_gap:] if a}
     fetch = CANDIDATES + len(avoid)
     while True:
         scores, ids = library.nearest(query, fetch)
@@ -84,7 +82,7 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
             track = tracks[int(track_id)]
             if track.id in avoid or (track.artist and track.artist.casefold() in recent_artists):
                 continue
-            if any(is_duplicate(float(vectors[row] @ v), track.duration, d) for v, d in played_vectors):
+            if any(is_duplicate(float(vectors[row] @ v), track.duration, d) for v, d in played):
                 continue
             ok.append(row)
         if ok or len(ids) < fetch:
