@@ -97,6 +97,8 @@ def test_index_stores_tracks_with_metadata_and_arrays(built):
         assert patches.shape == (2, 200) and np.allclose(starts, [0, 2.992])
         np.testing.assert_allclose(lib.vectors([t.id])[0], patches.mean(axis=0), atol=1e-2)
         assert lib.catalogue.model == "msd-musicnn" and len(lib.catalogue.tag_names) == 50
+        # 7 s is too short for the default 10-patch excerpt: analysed whole, and recorded so
+        assert {r[0] for r in lib.catalogue.db.execute("SELECT excerpt FROM tracks")} == {0}
 
 
 def test_second_run_is_incremental(music, built, tmp_path, capsys):

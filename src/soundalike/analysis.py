@@ -110,13 +110,16 @@ def _result(model: AudioModel, taggram, embeddings, starts, padded: bool) -> Ana
 
 
 def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAULT_MODEL, *,
-                   batch_size: int = DEFAULT_BATCH, offset: float = 0.0) -> Analysis:
+                   batch_size: int = DEFAULT_BATCH, offset: float = 0.0, hop: int | None = None) -> Analysis:
     """Analyse a streamed signal at ``model.window.sample_rate``; see :func:`analyze`.
 
-    ``offset`` (seconds) is added to the patch start times, for excerpts.
+    ``offset`` (seconds) is added to the patch start times, for excerpts; ``hop``
+    (samples) overrides the model's patch hop (overlapping patches when smaller).
     """
     model = _resolve(model)
-    window = model.window
+    window = model.window if hop is None else dataclasses.replace(model.window, hop=hop)
+    if window.hop < 1:
+        raise ParameterError(f"hop must be >= 1 sample, got {window.hop}")
     total = 0
 
     def counted(blocks):
@@ -238,7 +241,7 @@ def tfidf_vectors(tracks: list[np.ndarray], *, epsilon: float | None = None, see
 
 def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DEFAULT_MODEL, *,
             start: float = 0.0, duration: float | None = None,
-            batch_size: int = DEFAULT_BATCH) -> Analysis:
+            batch_size: int = DEFAULT_BATCH, hop: int | None = None) -> Analysis:
     """Tags and embeddings of every non-overlapping patch of a file or waveform.
 
     Parameters
@@ -251,6 +254,8 @@ def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DE
         Analyse an excerpt of a file (seeking, not decoding what comes before).
     batch_size : int >= 1
         Patches per network call; changes speed and memory, not results.
+    hop : int or None
+        Samples between patch starts; None is the model's (patches side by side).
 
     Returns
     -------
@@ -265,6 +270,6 @@ def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DE
             raise ParameterError(f"waveform must be 1-D (mono), got shape {source.shape}")
         if not len(source):
             raise ParameterError("waveform is empty")
-        return analyze_blocks([source.astype(np.float32, copy=False)], model, batch_size=batch_size)
+        return analyze_blocks([source.astype(np.float32, copy=False)], model, batch_size=batch_size, hop=hop)
     blocks = audio.stream(source, sr=model.window.sample_rate, start=start, duration=duration)
-    return analyze_blocks(blocks, model, batch_size=batch_size, offset=start)
+    return analyze_blocks(blocks, model, batch_size=batch_size, offset=start, hop=hop)

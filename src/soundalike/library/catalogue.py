@@ -294,7 +294,8 @@ class Catalogue:
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         out_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+        data = np.frombuffer(b"".join(r[1] for r in rows), np.float32)
+        matrix = data.reshape(len(rows), len(data) // len(rows))  # width 0 for a model without tags
         return out_ids, matrix
 
     def patches(self, track_id: int) -> tuple[np.ndarray, np.ndarray]:

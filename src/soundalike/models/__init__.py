@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from ..errors import ModelError
 from .base import AudioModel, Outputs, WindowSpec
+from .descriptors import DescriptorModel
 from .musicnn import MSD_LABELS, MTT_LABELS, MusiCNN, MusiCNNConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -34,6 +35,8 @@ REGISTRY: dict[str, ModelSpec] = {
                   "MusiCNN trained on MagnaTagATune's top 50 tags"),
         ModelSpec("random-musicnn", lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS), None,
                   "MusiCNN with random weights (seeded), a baseline"),
+        ModelSpec("descriptors", DescriptorModel, "descriptors.safetensors",
+                  "handcrafted features (chroma, spectral shape, MFCC, tempo), standardized; no network"),
     )
 }
 DEFAULT_MODEL = "msd-musicnn"
@@ -61,7 +64,7 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
         model = spec.build()
         path = WEIGHTS_DIR / spec.weights
         try:
-            model.load_state_dict(load_file(path))
+            model.load_state_dict(load_file(path))  # a missing file raises OSError
         except (OSError, RuntimeError) as exc:
             raise ModelError(f"{path}: cannot load weights for {name!r} ({exc})") from None
     model.name = name

@@ -1,0 +1,186 @@
+"""``soundalike evaluate``: how well embedders find similar music, against baselines.
+
+A dataset is a folder of audio files with a label per file (from its folder, its file
+name, or a CSV) and a group (the track itself, or its artist or album). Each embedder
+turns every file into patch vectors; a variant (aggregation, patch hop, excerpt)
+turns those into item vectors, which the metrics of :mod:`.metrics` score.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .. import analysis, audio
+from ..errors import ParameterError
+from ..library.indexer import find_audio
+from ..models import load_model
+from .metrics import Retrieval, probe_accuracy, retrieval, tag_auc
+
+MODEL_EMBEDDERS = ("descriptors", "msd-musicnn", "mtt-musicnn", "random-musicnn")
+EMBEDDERS = (*MODEL_EMBEDDERS, "msd-musicnn:tags", "mtt-musicnn:tags")
+AGGREGATIONS = ("mean", "meanstd", "tfidf")
+LABEL_SEPARATOR = ";"  # several labels of one file in a CSV cell
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    path: str
+    labels: frozenset[str]
+    group: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Per-patch vectors (P, d) of one file, and tag probabilities (P, T) if any."""
+
+    patches: np.ndarray
+    tags: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    aggregate: str = "mean"
+    hop: float | None = None  # seconds between patches; None: side by side
+    excerpt: int = 0  # patches per track; 0: all
+
+    def describe(self) -> str:
+        parts = [self.aggregate]
+        if self.hop:
+            parts.append(f"hop {self.hop:g} s")
+        parts.append(f"{self.excerpt} patches" if self.excerpt else "full track")
+        return ", ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    embedder: str
+    variant: Variant
+    retrieval: Retrieval
+    probe: float
+    tag_auc: tuple[float, float] | None
+
+
+# --- datasets --------------------------------------------------------------------------
+
+def collect(root: str | os.PathLike, labels: str, *, group_by: str = "track") -> list[Item]:
+    """Items of a dataset: labels from 'folder', 'filename' (up to the first dot, as in
+    GTZAN's blues.00042.au) or a CSV file (columns path, label[, group]; several labels
+    joined by ';'); groups by 'track', 'artist' or 'album' (from the file's tags)."""
+    if group_by not in ("track", "artist", "album"):
+        raise ParameterError(f"group_by must be track, artist or album, got {group_by!r}")
+    root = Path(root).expanduser().resolve()
+    if labels in ("folder", "filename"):
+        files = [Path(f.path) for f in find_audio([root])]
+        rows = [(f, f.parent.name if labels == "folder" else f.name.split(".")[0], None) for f in files]
+    elif Path(labels).is_file():
+        rows = []
+        with open(labels, newline="", encoding="utf-8") as handle:
+            for record in csv.reader(handle):
+                if not record or record[0] == "path":
+                    continue
+                if len(record) < 2:
+                    raise ParameterError(f"{labels}: each row needs a path and a label, got {record}")
+                path = Path(record[0]) if os.path.isabs(record[0]) else root / record[0]
+                rows.append((path.resolve(), record[1], record[2] if len(record) > 2 and record[2] else None))
+    else:
+        raise ParameterError(f"labels must be 'folder', 'filename' or a CSV file, got {labels!r}")
+    items = []
+    for path, label, group in rows:
+        if group is None:
+            group = str(path)
+            if group_by != "track":
+                meta = audio.read_metadata(path)
+                group = getattr(meta, group_by) or str(path)
+        items.append(Item(str(path), frozenset(x.strip() for x in label.split(LABEL_SEPARATOR) if x.strip()), group))
+    if len(items) < 2:
+        raise ParameterError(f"{root}: found {len(items)} labelled audio files; need at least 2")
+    return items
+
+
+# --- embedders -------------------------------------------------------------------------
+
+def _model_features(name: str) -> Callable[[str, Variant], Features]:
+    model = load_model(name)
+    sr = model.window.sample_rate
+
+    def features(path: str, variant: Variant) -> Features:
+        hop = round(variant.hop * sr) if variant.hop else None
+        duration = audio.read_metadata(path).duration if variant.excerpt else None
+        if variant.excerpt and duration and analysis.excerpt_starts(duration, variant.excerpt, model.window) is not None:
+            result = analysis.analyze_excerpts(path, model, n=variant.excerpt, duration=duration)
+        else:
+            result = analysis.analyze(path, model, hop=hop)
+        return Features(result.embeddings, result.taggram)
+
+    features.tag_names = model.labels
+    return features
+
+
+def embedder(name: str) -> Callable[[str, Variant], Features]:
+    """A function (path, variant) -> Features for an embedder name of ``EMBEDDERS``."""
+    if name.split(":")[0] in MODEL_EMBEDDERS:
+        features = _model_features(name.split(":")[0])
+        if name.endswith(":tags"):
+            def tags_as_vectors(path, variant, features=features):
+                f = features(path, variant)
+                return Features(f.tags, f.tags)
+
+            tags_as_vectors.tag_names = features.tag_names
+            return tags_as_vectors
+        return features
+    raise ParameterError(f"unknown embedder {name!r}; known: {', '.join(EMBEDDERS)}")
+
+
+def item_vectors(features: list[Features], aggregate: str) -> np.ndarray:
+    """One vector per item from its patches: mean, mean and deviation, or TF-IDF."""
+    if aggregate == "mean":
+        return np.stack([f.patches.mean(axis=0) for f in features])
+    if aggregate == "meanstd":
+        return np.stack([np.concatenate([f.patches.mean(axis=0), f.patches.std(axis=0)]) for f in features])
+    if aggregate == "tfidf":
+        return np.stack(analysis.tfidf_vectors([f.patches for f in features]))
+    raise ParameterError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {aggregate!r}")
+
+
+# --- running ---------------------------------------------------------------------------
+
+def evaluate(items: list[Item], embedders: list[str], variants: list[Variant], *, ks=(5, 10),
+             progress: Callable[[Iterator, int, str], Iterator] | None = None) -> list[Row]:
+    """Score every embedder under every variant; one :class:`Row` each."""
+    progress = progress or (lambda it, total, label: it)
+    labels = [item.labels for item in items]
+    single = all(len(x) == 1 for x in labels)
+    flat = np.array([next(iter(x)) for x in labels]) if single else None
+    groups = np.array([item.group for item in items])
+    rows = []
+    for name in embedders:
+        features_of = embedder(name)
+        by_analysis: dict[tuple, list[Features]] = {}
+        for variant in variants:
+            key = (variant.hop, variant.excerpt)
+            if key not in by_analysis:
+                by_analysis[key] = [features_of(item.path, variant)
+                                    for item in progress(iter(items), len(items), f"{name} ({variant.describe()})")]
+            features = by_analysis[key]
+            vectors = item_vectors(features, variant.aggregate)
+            result = retrieval(vectors, flat if single else labels, groups, ks=ks)
+            try:
+                probe = probe_accuracy(vectors, flat, groups) if single else float("nan")
+            except ParameterError:  # too few items per label to cross-validate
+                probe = float("nan")
+            auc = None
+            tag_names = getattr(features_of, "tag_names", None)
+            vocabulary = set().union(*labels)
+            if tag_names and vocabulary <= set(tag_names) and features[0].tags is not None:
+                index = [tag_names.index(t) for t in sorted(vocabulary)]
+                predicted = np.stack([f.tags.mean(axis=0)[index] for f in features])
+                truth = np.array([[t in x for t in sorted(vocabulary)] for x in labels], dtype=float)
+                auc = tag_auc(predicted, truth)
+            rows.append(Row(name, variant, result, probe, auc))
+    return rows
