@@ -129,3 +129,35 @@ def test_evaluate_command_writes_markdown_and_json(dataset, tmp_path, capsys):
     doc = json.loads(js.read_text())
     assert doc["items"] == 6 and {r["embedder"] for r in doc["results"]} == {"msd-musicnn", "random-musicnn"}
     assert doc["results"][0]["per_label"]["chords"]["queries"] == 3
+
+
+def test_tag_auc_when_labels_are_the_models_tags(dataset, tmp_path):
+    csv = tmp_path / "tags.csv"
+    rows = ["path,label"]
+    for item in collect(dataset, "folder"):
+        rows.append(f"{item.path},{'ambient;instrumental' if 'chords' in item.path else 'electronic'}")
+    csv.write_text("\n".join(rows) + "\n")
+    items = collect(dataset, str(csv))
+    tags_row, = evaluate(items, ["msd-musicnn:tags"], [Variant("mean")], ks=(1,))
+    roc, pr = tags_row.tag_auc
+    assert 0 <= roc <= 1 and 0 < pr <= 1
+    assert np.isnan(tags_row.probe)  # multi-label: no single-label probe
+
+
+def test_descriptors_index_a_library(tmp_path, capsys):
+    from soundalike.library import Library
+
+    root = tmp_path / "m"
+    root.mkdir()
+    for i, f in enumerate((220, 440, 880)):
+        synth.write(root / f"t{i}.wav", synth.tone(f, 7.0, 16_000), 16_000)
+    library = tmp_path / "d.sqlite"
+    assert main(["index", str(root), "--library", str(library), "--model", "descriptors", "--workers", "1"]) == 0
+    with Library(library) as lib:
+        ids, vectors = lib.catalogue.arrays("vector")
+        assert vectors.shape == (3, 77) and lib.catalogue.arrays("tags")[1].shape == (3, 0)
+        # standardized: no feature dwarfs the others as Hz would
+        assert np.abs(vectors).max() < 100
+    capsys.readouterr()
+    assert main(["similar", str(root / "t0.wav"), "--library", str(library), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,11 +106,21 @@ def collect(root: str | os.PathLike, labels: str, *, group_by: str = "track") ->
 
 # --- embedders -------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def _model_features(name: str) -> Callable[[str, Variant], Features]:
+    """Analyses by one model, remembered per (file, hop, excerpt) so that its
+    penultimate-layer and tag embedders share them."""
     model = load_model(name)
     sr = model.window.sample_rate
+    cache: dict[tuple, Features] = {}
 
     def features(path: str, variant: Variant) -> Features:
+        key = (path, variant.hop, variant.excerpt)
+        if key not in cache:
+            cache[key] = analyse(path, variant)
+        return cache[key]
+
+    def analyse(path: str, variant: Variant) -> Features:
         hop = round(variant.hop * sr) if variant.hop else None
         duration = audio.read_metadata(path).duration if variant.excerpt else None
         if variant.excerpt and duration and analysis.excerpt_starts(duration, variant.excerpt, model.window) is not None:
