@@ -120,7 +120,7 @@ def main() -> int:
             for batch in [int(b) for b in args.batches.split(",") if int(b) != 2]:
                 rows.append(measure("network", threads, path, args.runs, batch))
                 print(json.dumps(rows[-1]), file=sys.stderr)
-    print(f"| stage | threads | batch | median s | RTF | patches/s | peak MiB |")
+    print("| stage | threads | batch | median s | RTF | patches/s | peak MiB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['stage']} | {r['threads']} | {r['batch']} | {r['seconds']:.2f} | {r['rtf']:.0f}x "

@@ -61,7 +61,7 @@ def write(path: Path, signal: np.ndarray, rate: int, *, codec: str | None = None
                         "u8": (np.uint8, None), "flt": (np.float32, 1), "fltp": (np.float32, 1),
                         "s16p": (np.int16, 32767), "s32p": (np.int32, 2**31 - 1),
                         "dbl": (np.float64, 1)}[fmt]
-        for i, start in enumerate(range(0, signal.shape[1], frame_len)):
+        for start in range(0, signal.shape[1], frame_len):
             chunk = signal[:, start : start + frame_len]
             if dtype is np.uint8:
                 data = np.round(chunk * 127 + 128).astype(np.uint8)

@@ -1,7 +1,6 @@
 """Decoding and metadata on synthesized audio in every supported format."""
 
 import os
-from pathlib import Path
 
 import mutagen
 import numpy as np

@@ -18,7 +18,7 @@ import synth
 from soundalike import ParameterError
 from soundalike.cli import main
 from soundalike.library import Library
-from soundalike.library.vectors import VectorIndex, open_index
+from soundalike.library.vectors import VectorIndex
 
 RATE = 22_050
 SONGS = [  # (file, artist, title, genre, recipe)
@@ -271,8 +271,7 @@ def test_stale_index_is_brought_up_to_date(built, music, tmp_path):
     library = tmp_path / "lib.sqlite"
     shutil.copy(built, library)
     with Library(library) as lib:
-        lib.index  # saved at the current generation
-        old_ids = set(lib.index.ids.tolist())
+        old_ids = set(lib.refresh_index().ids.tolist())  # saved at the current generation
     # a later run adds a track and removes one (as if killed before saving the index)
     from soundalike.library import indexer
 

@@ -29,7 +29,7 @@ def add(lib, name, vector, artist, duration=200.0):
 @pytest.fixture
 def ring(tmp_path):
     """40 tracks on a circle in the plane of dims 0-1 (angle = index x 9 degrees),
-    8 artists in turn, plus a duplicate of track 0 (same vector, same length)."""
+    8 artists in turn, lengths 3 s apart, plus a duplicate of track 0 (same vector and length)."""
     lib = Library(tmp_path / "ring.sqlite", create=True)
     lib.catalogue.bind_model("test", ["a", "b", "c"], DIM)
     rng = np.random.default_rng(0)
@@ -38,7 +38,7 @@ def ring(tmp_path):
         v = np.zeros(DIM)
         v[0], v[1] = np.cos(angle), np.sin(angle)
         v[2:] = 0.01 * rng.standard_normal(DIM - 2)
-        add(lib, f"t{i:02d}", v, f"artist{i % 8}", duration=180 + i)
+        add(lib, f"t{i:02d}", v, f"artist{i % 8}", duration=180 + 3 * i)
     add(lib, "t00-copy", lib.vectors([1])[0] * 1.0001, "artist0", duration=180.5)
     yield lib
     lib.close()
@@ -165,7 +165,7 @@ def test_path_beats_the_naive_method_where_tracks_clump(tmp_path):
     for i, angle in enumerate(angles):
         v = np.zeros(DIM)
         v[0], v[1] = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
-        add(lib, f"c{i:02d}", v, f"a{i}", duration=100 + i)
+        add(lib, f"c{i:02d}", v, f"a{i}", duration=100 + 5 * i)
     ends = [lib.resolve("/music/c00.mp3"), lib.resolve(f"/music/c{len(angles) - 1:02d}.mp3")]
     ours = step_distances(lib, path(lib, ends, length=5))
     naive = step_distances(lib, naive_path(lib, ends, length=5))

@@ -14,12 +14,9 @@ import numpy as np
 from . import __version__, audio, playlists, recommend
 from .playlist_files import Entry, write_m3u, write_xspf
 from .analysis import DEFAULT_BATCH, analyze_blocks
-from .errors import ParameterError, SoundalikeError
+from .errors import SoundalikeError
 from .library import Library, indexer
 from .models import DEFAULT_MODEL, REGISTRY, load_model
-
-log = logging.getLogger("soundalike")
-
 
 def _progress(blocks, *, total_seconds: float | None, sr: int, label: str):
     """Wrap a block stream in a progress bar counting seconds of audio (stderr, TTY only)."""
@@ -85,7 +82,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         if aggregation != "mean" or aggregation != library.aggregation:
             library.reaggregate(aggregation)
         if catalogue.count():
-            library.index  # brings the vector index up to date and saves it
+            library.refresh_index()
         print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
               f" ({catalogue.count()} tracks in {library.path})")
         if plan.failed_before:
@@ -96,7 +93,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool, score_name: str) -> None:
+def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool) -> None:
     if as_json:
         print(json.dumps([{"rank": i, **r.as_dict()} for i, r in enumerate(recommendations, 1)], ensure_ascii=False))
         return
@@ -115,7 +112,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         if not args.json:
             where = "" if seed.track else " (not in the library)"
             print(f"similar to {seed.track.label if seed.track else Path(seed.path).name}{where}:")
-        _print_tracks(found, args.json, "score")
+        _print_tracks(found, args.json)
     return 0
 
 
@@ -169,7 +166,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     with Library(args.library, create=False) as library:
-        _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k), args.json, "probability")
+        _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k), args.json)
     return 0
 
 

@@ -11,8 +11,10 @@ from .library import Library, Seed, Track
 from .library.vectors import normalize
 
 # The same recording in another file (another encoding or copy): nearly the same
-# track vector and the same length. Measured in docs/benchmarks.md.
-DUPLICATE_COSINE = 0.995
+# track vector and the same length. On the soundtracks corpus, MP3 re-encodings score
+# 0.996 to 0.9997 against their originals and the nearest other track at most 0.957
+# (bench/bench_library.py duplicates, docs/benchmarks.md).
+DUPLICATE_COSINE = 0.98
 DUPLICATE_SECONDS = 2.0
 
 

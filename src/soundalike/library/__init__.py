@@ -70,7 +70,13 @@ class Library:
 
     @functools.cached_property
     def index(self) -> VectorIndex:
+        """The vector index, brought up to date with the catalogue (and saved) on first use."""
         return open_index(self.catalogue, exact_limit=self.exact_limit)
+
+    def refresh_index(self) -> VectorIndex:
+        """Bring the saved vector index up to date with the catalogue now."""
+        self.__dict__.pop("index", None)
+        return self.index
 
     @functools.cached_property
     def model(self):
@@ -192,7 +198,7 @@ class Library:
             vectors = analysis.tfidf_vectors(list(patches))
         self.catalogue.set_vectors(dict(zip(ids, vectors)))
         self.catalogue.set_meta("aggregate", method)
-        self.__dict__.pop("index", None)
+        self.__dict__.pop("index", None)  # stale now; reopened (and patched) on next use
 
     def stats(self) -> dict:
         index_kind = self.index.kind if self.catalogue.count() else None
