@@ -16,7 +16,7 @@ from .playlist_files import Entry, write_m3u, write_xspf
 from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import SoundalikeError
 from .library import Library, indexer
-from .models import DEFAULT_MODEL, REGISTRY, load_model
+from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, REGISTRY, load_model
 
 def _progress(blocks, *, total_seconds: float | None, sr: int, label: str):
     """Wrap a block stream in a progress bar counting seconds of audio (stderr, TTY only)."""
@@ -63,7 +63,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         catalogue = library.catalogue
         plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed)
         removed = catalogue.remove(plan.removed)
-        model_name = args.model or catalogue.model or DEFAULT_MODEL
+        model_name = args.model or catalogue.model or DEFAULT_LIBRARY_MODEL
         failed, indexed, seconds = [], 0, 0.0
         outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
                                excerpt=args.excerpt)
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"analyse N evenly spread 3 s patches per track; 0 = every patch "
                         f"(default {indexer.DEFAULT_EXCERPT}: as good by our measure, 5x faster)")
     p.add_argument("--model", choices=sorted(REGISTRY), default=None,
-                   help=f"network for a new library (default {DEFAULT_MODEL})")
+                   help=f"network for a new library (default {DEFAULT_LIBRARY_MODEL})")
     p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
     p.add_argument("--aggregate", choices=["mean", "tfidf"], default=None,
                    help="track vector from patches: mean (default) or TF-IDF weighted as in Deej-A.I.")

@@ -39,7 +39,10 @@ REGISTRY: dict[str, ModelSpec] = {
                   "handcrafted features (chroma, spectral shape, MFCC, tempo), standardized; no network"),
     )
 }
-DEFAULT_MODEL = "msd-musicnn"
+DEFAULT_MODEL = "msd-musicnn"  # analyze's default
+# The library's default: best on the soundtracks evaluation (docs/benchmarks.md), and
+# its tags (piano, electronic, guitar, vocals...) are the ones people search a library by.
+DEFAULT_LIBRARY_MODEL = "mtt-musicnn"
 RANDOM_SEED = 0
 
 
@@ -71,5 +74,5 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
     return model.eval()
 
 
-__all__ = ["AudioModel", "DEFAULT_MODEL", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec",
+__all__ = ["AudioModel", "DEFAULT_LIBRARY_MODEL", "DEFAULT_MODEL", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec",
            "load_model", "MusiCNN", "MusiCNNConfig"]
