@@ -104,7 +104,8 @@ def cmd_duplicates(args) -> None:
     from soundalike.library.vectors import normalize
     from soundalike.models import load_model
 
-    model = load_model()
+    with Library(args.library) as lib:
+        model = load_model(lib.catalogue.model)
     rows = list(csv.DictReader(open(args.corpus / "manifest.csv")))
     picks = [rows[i] for i in np.linspace(0, len(rows) - 1, args.n).astype(int)]
     copy_cos, distinct_cos = [], []
