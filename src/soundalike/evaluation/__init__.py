@@ -169,16 +169,14 @@ def evaluate(items: list[Item], embedders: list[str], variants: list[Variant], *
     single = all(len(x) == 1 for x in labels)
     flat = np.array([next(iter(x)) for x in labels]) if single else None
     groups = np.array([item.group for item in items])
+    vocabulary = sorted(set().union(*labels))
     rows = []
     for name in embedders:
-        features_of = embedder(name)
-        by_analysis: dict[tuple, list[Features]] = {}
+        features_of = embedder(name)  # remembers analyses: variants differing only in aggregation reuse them
+        tag_names = getattr(features_of, "tag_names", None)
         for variant in variants:
-            key = (variant.hop, variant.excerpt)
-            if key not in by_analysis:
-                by_analysis[key] = [features_of(item.path, variant)
-                                    for item in progress(iter(items), len(items), f"{name} ({variant.describe()})")]
-            features = by_analysis[key]
+            features = [features_of(item.path, variant)
+                        for item in progress(iter(items), len(items), f"{name} ({variant.describe()})")]
             vectors = item_vectors(features, variant.aggregate)
             result = retrieval(vectors, flat if single else labels, groups, ks=ks)
             try:
@@ -186,12 +184,10 @@ def evaluate(items: list[Item], embedders: list[str], variants: list[Variant], *
             except ParameterError:  # too few items per label to cross-validate
                 probe = float("nan")
             auc = None
-            tag_names = getattr(features_of, "tag_names", None)
-            vocabulary = set().union(*labels)
-            if tag_names and vocabulary <= set(tag_names) and features[0].tags is not None:
-                index = [tag_names.index(t) for t in sorted(vocabulary)]
+            if tag_names and set(vocabulary) <= set(tag_names) and features[0].tags is not None:
+                index = [tag_names.index(t) for t in vocabulary]
                 predicted = np.stack([f.tags.mean(axis=0)[index] for f in features])
-                truth = np.array([[t in x for t in sorted(vocabulary)] for x in labels], dtype=float)
+                truth = np.array([[t in x for t in vocabulary] for x in labels], dtype=float)
                 auc = tag_auc(predicted, truth)
             rows.append(Row(name, variant, result, probe, auc))
     return rows
