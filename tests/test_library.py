@@ -391,6 +391,43 @@ def test_worker_processes_give_the_same_vectors(music, built, tmp_path, capsys):
             np.testing.assert_allclose(lib.vectors([track.id]), ref.vectors([other.id]), atol=1e-4)
 
 
+CRASHER = """
+import os
+import soundalike.library.indexer as indexer
+
+_analyse = indexer.analyse_file
+
+
+def analyse_file(f, model, excerpt):
+    if "crash_me" in f.path:
+        os._exit(3)  # the worker process dies, as on a decoder segfault
+    return _analyse(f, model, excerpt)
+
+
+indexer.analyse_file = analyse_file
+"""
+
+
+def test_a_worker_crash_fails_only_its_file(tmp_path, monkeypatch):
+    """Spawned workers run a sitecustomize that kills the process on one file."""
+    from soundalike.library import indexer
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(CRASHER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")]))
+    root = tmp_path / "m"
+    for name in ("a", "b", "crash_me", "c", "d"):
+        write_song(root, f"{name}.flac", "W", name, None, ("tone", 200 + 50 * len(name)))
+    with Library(tmp_path / "c.sqlite", create=True) as lib:
+        todo = indexer.plan(lib.catalogue, [root]).todo
+        outcomes = {Path(o.path).stem: o.reason for o in
+                    indexer.run(lib.catalogue, todo, model_name="mtt-musicnn", workers=2)}
+        assert outcomes == {"a": None, "b": None, "c": None, "d": None,
+                            "crash_me": "the analysis process crashed on this file"}
+        assert sorted(t.title for t in lib.catalogue.tracks()) == ["a", "b", "c", "d"]
+
+
 def test_excerpt_indexing(music, tmp_path, capsys):
     root = tmp_path / "long"
     write_song(root, "long.flac", "L", "Long", None, ("chord", 9))
