@@ -45,6 +45,13 @@ def test_analyze_json_and_padding_note(tmp_path, capsys):
     assert "shorter than one 3.01 s patch" in captured.err
 
 
+def test_analyze_with_a_model_without_tags(song, tmp_path, capsys):
+    out = tmp_path / "d.npz"
+    assert main(["analyze", str(song), "--model", "descriptors", "--out", str(out)]) == 0
+    assert "descriptors predicts no tags; --out saves its 77-d vectors" in capsys.readouterr().out
+    assert np.load(out)["penultimate"].shape == (3, 77)
+
+
 def test_bad_file_exits_2_naming_file_and_cause(tmp_path, capsys):
     path = tmp_path / "fake.mp3"
     path.write_text("not audio")

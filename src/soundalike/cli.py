@@ -53,6 +53,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"{args.file}  ({result.model}, {len(result.taggram)} patches)")
         for tag, p in top:
             print(f"  {p:6.3f}  {tag}")
+        if not result.tags:
+            print(f"  ({result.model} predicts no tags; --out saves its {result.embeddings.shape[1]}-d vectors)")
     return 0
 
 
