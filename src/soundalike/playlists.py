@@ -74,24 +74,21 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
         recent_artists = {a.casefold() for a in recent[-settings.artist_gap:] if a}
     fetch = CANDIDATES + len(avoid)
     while True:
-        scores, ids = library.nearest(query, fetch)
-        tracks = {t.id: t for t in library.catalogue.tracks(ids)}
-        vectors = normalize(library.vectors(ids)) if len(ids) else np.zeros((0, 1))
+        found = library.candidates(query, fetch)
         ok = []
-        for row, track_id in enumerate(ids):
-            track = tracks[int(track_id)]
+        for row, track in enumerate(found.tracks):
             if track.id in avoid or (track.artist and track.artist.casefold() in recent_artists):
                 continue
-            if any(is_duplicate(float(vectors[row] @ v), track.duration, d) for v, d in played):
+            if any(is_duplicate(float(found.unit[row] @ v), track.duration, d) for v, d in played):
                 continue
             ok.append(row)
-        if ok or len(ids) < fetch:
+        if ok or len(found.ids) < fetch:
             break
         fetch *= 4
     if not ok:
         return None
     pool = ok[: max(1, round(1 + settings.drunk * (CANDIDATES - 1)))]
-    return tracks[int(ids[pool[_drunk_pick(scores[pool], settings.drunk, rng)]])]
+    return found.tracks[pool[_drunk_pick(found.scores[pool], settings.drunk, rng)]]
 
 
 def radio(library: Library, seeds: Sequence[Seed], settings: RadioSettings = RadioSettings(), *,
@@ -227,20 +224,17 @@ def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_a
     """
     pools, vectors, tracks = [], {}, {}
     for target in targets:
-        scores, ids = library.nearest(target, 2 * PATH_CANDIDATES + len(used))
-        found = {t.id: t for t in library.catalogue.tracks(ids)}
-        vecs = normalize(library.vectors(ids)) if len(ids) else np.zeros((0, 1))
+        found = library.candidates(target, 2 * PATH_CANDIDATES + len(used))
         pool = []
-        for row, i in enumerate(ids):
-            track = found[int(i)]
+        for row, track in enumerate(found.tracks):
             if track.id in used:
                 continue
             if max_per_artist and track.artist and artists.get(track.artist.casefold(), 0) >= max_per_artist:
                 continue
-            if any(is_duplicate(float(vecs[row] @ v), track.duration, d) for v, d in used_vectors):
+            if any(is_duplicate(float(found.unit[row] @ v), track.duration, d) for v, d in used_vectors):
                 continue
             pool.append(track.id)
-            vectors[track.id], tracks[track.id] = vecs[row], track
+            vectors[track.id], tracks[track.id] = found.unit[row], track
             if len(pool) == PATH_CANDIDATES:
                 break
         pools.append(pool)

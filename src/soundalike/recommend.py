@@ -8,7 +8,6 @@ import numpy as np
 
 from .errors import ParameterError
 from .library import Library, Seed, Track
-from .library.vectors import normalize
 
 # The same recording in another file (another encoding or copy): nearly the same
 # track vector and the same length. On the soundtracks corpus, MP3 re-encodings score
@@ -50,30 +49,26 @@ def similar(library: Library, seed: Seed, *, k: int = 10, tag: str | None = None
     seed_artist = (seed.artist or "").casefold() if exclude_artist else ""
     fetch = 2 * k + 10
     while True:
-        scores, ids = library.nearest(seed.vector, fetch, allowed=allowed)
-        tracks = {t.id: t for t in library.catalogue.tracks(ids)}
-        vectors = normalize(library.vectors(ids)) if len(ids) else np.zeros((0, 0))
-        kept: list[int] = []  # rows of ids kept
-        for row, (score, track_id) in enumerate(zip(scores, ids)):
-            track = tracks[int(track_id)]
+        found = library.candidates(seed.vector, fetch, allowed=allowed)
+        kept: list[int] = []  # rows of found kept
+        for row, (score, track) in enumerate(zip(found.scores, found.tracks)):
             if seed.track is not None and track.id == seed.track.id:
                 continue
             if seed_artist and (track.artist or "").casefold() == seed_artist:
                 continue
             if is_duplicate(float(score), seed.duration, track.duration):
                 continue
-            if any(is_duplicate(float(vectors[row] @ vectors[other]), track.duration, tracks[int(ids[other])].duration)
-                   for other in kept):
+            if any(is_duplicate(float(found.unit[row] @ found.unit[other]), track.duration,
+                                found.tracks[other].duration) for other in kept):
                 continue
             kept.append(row)
             if len(kept) == k:
                 break
-        if len(kept) == k or len(ids) < fetch:
+        if len(kept) == k or len(found.ids) < fetch:
             break
         fetch *= 4
-    chosen = [int(ids[row]) for row in kept]
-    tags = library.top_tags(chosen)
-    return [Recommendation(tracks[i], float(scores[row]), tags[i]) for i, row in zip(chosen, kept)]
+    tags = library.top_tags([found.tracks[row].id for row in kept])
+    return [Recommendation(found.tracks[row], float(found.scores[row]), tags[found.tracks[row].id]) for row in kept]
 
 
 def rank_by_tag(library: Library, tag: str, *, k: int = 20) -> list[Recommendation]:

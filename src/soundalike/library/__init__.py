@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,6 +31,16 @@ def default_library_path() -> Path:
 
 class QueryError(SoundalikeError):
     """A query names no track of the library and no audio file."""
+
+
+class Candidates(NamedTuple):
+    """The nearest tracks to a query, best first, row-aligned: scores (k,) cosine,
+    ids (k,), tracks (k Track), unit (k, d) their unit track vectors."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    tracks: list[Track]
+    unit: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +140,11 @@ class Library:
             return scores[order], ids[order]
         return self.index.search(vector, k, allowed=allowed)
 
+    def candidates(self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> Candidates:
+        """:meth:`nearest`, with each hit's track and unit vector, for rules to filter."""
+        scores, ids = self.nearest(vector, k, allowed=allowed)
+        return Candidates(scores, ids, self.catalogue.tracks(ids), normalize(self.vectors(ids)))
+
     def vectors(self, ids) -> np.ndarray:
         """Track vectors (n, d) in the order of ``ids``."""
         found, matrix = self.catalogue.arrays("vector", ids)
@@ -214,5 +230,5 @@ class Library:
         }
 
 
-__all__ = ["Catalogue", "Library", "LibraryError", "QueryError", "Seed", "Track", "TrackRecord",
+__all__ = ["Candidates", "Catalogue", "Library", "LibraryError", "QueryError", "Seed", "Track", "TrackRecord",
            "default_library_path"]

@@ -252,13 +252,17 @@ class Catalogue:
         if ids is None:
             rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks ORDER BY id").fetchall()
             return [Track(*row) for row in rows]
-        ids = [int(i) for i in ids]  # numpy integers would bind as BLOBs
-        by_id = {}
-        for chunk in _chunks(ids, 900):
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE id IN ({marks})", chunk):
-                by_id[row[0]] = Track(*row)
+        ids = [int(i) for i in ids]
+        by_id = {row[0]: Track(*row) for row in self._select_ids(TRACK_COLUMNS, ids)}
         return [by_id[i] for i in ids if i in by_id]
+
+    def _select_ids(self, columns: str, ids: Iterable[int]) -> list[tuple]:
+        """Rows (any order) of the tracks with these ids, in chunks under SQLite's parameter limit."""
+        rows = []
+        for chunk in _chunks([int(i) for i in ids], 900):  # numpy integers would bind as BLOBs
+            marks = ",".join("?" * len(chunk))
+            rows += self.db.execute(f"SELECT {columns} FROM tracks WHERE id IN ({marks})", chunk).fetchall()
+        return rows
 
     def track(self, track_id: int) -> Track | None:
         found = self.tracks([track_id])
@@ -287,10 +291,7 @@ class Catalogue:
         if ids is None:
             rows = self.db.execute(f"SELECT id, {column} FROM tracks ORDER BY id").fetchall()
         else:
-            rows = []
-            for chunk in _chunks([int(i) for i in ids], 900):
-                marks = ",".join("?" * len(chunk))
-                rows += self.db.execute(f"SELECT id, {column} FROM tracks WHERE id IN ({marks})", chunk).fetchall()
+            rows = self._select_ids(f"id, {column}", ids)
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         out_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
@@ -304,16 +305,20 @@ class Catalogue:
         if row is None:
             raise LibraryError(f"no track with id {track_id}")
         starts = np.frombuffer(row[1], np.float32)
-        return np.frombuffer(row[0], np.float16).reshape(len(starts), -1).astype(np.float32), starts
+        return _patch_matrix(row[0], len(starts)), starts
 
     def iter_patches(self) -> Iterator[tuple[int, np.ndarray]]:
         """(id, patch embeddings (P, dim) float32) of every track, in id order."""
         for track_id, blob, starts in self.db.execute("SELECT id, patches, starts FROM tracks ORDER BY id"):
-            n = len(starts) // 4
-            yield track_id, np.frombuffer(blob, np.float16).reshape(n, -1).astype(np.float32)
+            yield track_id, _patch_matrix(blob, len(starts) // 4)  # starts: 4-byte floats
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+
+
+def _patch_matrix(blob: bytes, patches: int) -> np.ndarray:
+    """A stored float16 patch blob as a (patches, dim) float32 matrix."""
+    return np.frombuffer(blob, np.float16).reshape(patches, -1).astype(np.float32)
 
 
 def _blob(array: np.ndarray, dtype) -> bytes:
