@@ -161,3 +161,26 @@ def test_descriptors_index_a_library(tmp_path, capsys):
     capsys.readouterr()
     assert main(["similar", str(root / "t0.wav"), "--library", str(library), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_first_descriptor_computation_waits_for_the_shared_numba_lock():
+    """Processes compiling librosa's numba kernels at once can crash (numba issue 10128),
+    so a process compiles only while it holds the lock shared by all processes."""
+    import subprocess
+    import sys
+    import time
+
+    from filelock import FileLock
+
+    from soundalike.descriptors import NUMBA_LOCK
+
+    code = (
+        "import librosa, numpy as np; from soundalike.descriptors import descriptors; print('ready', flush=True);"
+        "descriptors(np.zeros(16000, np.float32))"
+    )
+    with FileLock(NUMBA_LOCK):
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(5)  # the computation alone takes under 2 s
+        assert child.poll() is None, "computed descriptors without the lock"
+    assert child.wait(timeout=120) == 0

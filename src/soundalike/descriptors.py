@@ -7,6 +7,9 @@ plus a tempo estimate (BPM): 77 numbers. Computed with librosa.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 SAMPLE_RATE = 16_000
@@ -19,6 +22,28 @@ NAMES = tuple(
     + [f"mfcc{i}_{s}" for s in ("mean", "std") for i in range(N_MFCC)]
     + ["tempo"]
 )
+NUMBA_LOCK = Path(tempfile.gettempdir()) / "soundalike-numba.lock"
+
+_warm = False
+
+
+def _librosa():
+    """librosa, with its numba kernels compiled once per process under a lock shared by all
+    processes: numba writes its on-disk cache non-atomically, and processes compiling at the
+    same time can crash the ones that load the mixed files (numba issue 10128)."""
+    global _warm
+    if not _warm:
+        from filelock import FileLock
+
+        with FileLock(NUMBA_LOCK):
+            import librosa
+
+            _warm = True
+            noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
+            _compute(librosa, 0.1 * noise, SAMPLE_RATE)
+    import librosa
+
+    return librosa
 
 
 def descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -29,9 +54,10 @@ def descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     y : np.ndarray [shape=(n,), dtype=float32], samples in [-1, 1]
     sr : sample rate in Hz
     """
-    import librosa
+    return _compute(_librosa(), np.asarray(y, dtype=np.float32), sr)
 
-    y = np.asarray(y, dtype=np.float32)
+
+def _compute(librosa, y: np.ndarray, sr: int) -> np.ndarray:
     power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2
     chroma = librosa.feature.chroma_stft(S=power, sr=sr)
     spectral = [
