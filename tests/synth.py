@@ -12,6 +12,7 @@ import numpy as np
 FORMATS = {
     "wav": ("wav", "pcm_s16le", "s16", {}),
     "aiff": ("aiff", "pcm_s16be", "s16", {}),
+    "au": ("au", "pcm_s16be", "s16", {}),
     "flac": ("flac", "flac", "s16", {}),
     "mp3": ("mp3", "libmp3lame", "fltp", {}),
     "m4a": ("ipod", "aac", "fltp", {}),

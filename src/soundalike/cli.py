@@ -17,6 +17,7 @@ from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import SoundalikeError
 from .library import Library, indexer
 from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, REGISTRY, load_model
+from .models.trained import is_model_path
 
 def _progress(blocks, *, total_seconds: float | None, sr: int, label: str):
     """Wrap a block stream in a progress bar counting seconds of audio (stderr, TTY only)."""
@@ -204,6 +205,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hyper_parameter(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import train
+
+    config = train.TrainConfig(
+        data=args.data, model=args.model, params=dict(args.param), init=args.init, embedder=args.embedder,
+        backbone=args.backbone, vector_dim=args.vector_dim, seed=args.seed, epochs=args.epochs,
+        patience=args.patience, batch_size=args.batch_size, crops_per_track=args.crops_per_track,
+        eval_crops=args.eval_crops, lr=args.lr, weight_decay=args.weight_decay, max_seconds=args.max_seconds,
+        cache=args.cache)
+    out = Path(args.out).expanduser().resolve()
+
+    def progress(total, desc):
+        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
+
+    run = train.train(config, out, device=args.device, progress=progress)
+    train.report(run, out, device="cpu")
+    print((out / "report.md").read_text(encoding="utf-8"))
+    print(f"index with it: soundalike index DIR --model {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with Library(args.library, create=False) as library:
         stats = library.stats()
@@ -218,6 +252,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_name(text: str) -> str:
+    """A registered model's name, or a trained model's file or run directory as an absolute path."""
+    if text in REGISTRY:
+        return text
+    if is_model_path(text):
+        return str(Path(text).expanduser().resolve())
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a model ({', '.join(sorted(REGISTRY))}) "
+                                     "nor a trained model's file or run directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -230,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", parents=[common],
                        help="print a file's top tags; optionally save patch tags and embeddings")
     p.add_argument("file", help="an audio file (MP3, M4A, OGG, Opus, FLAC, WAV, AIFF...)")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(REGISTRY),
-                   help=f"network (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL, type=_model_name,
+                   help=f"{', '.join(sorted(REGISTRY))} or a trained RUN_DIR (default {DEFAULT_MODEL})")
     p.add_argument("--out", help="write taggram (P, 50), penultimate (P, 200) and tags to this .npz")
     p.add_argument("--top", type=int, default=10, help="how many tags to print (default 10)")
     p.add_argument("--start", type=float, default=0.0, help="excerpt start, seconds")
@@ -251,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--excerpt", type=int, default=indexer.DEFAULT_EXCERPT,
                    help=f"analyse N evenly spread 3 s patches per track; 0 = every patch "
                         f"(default {indexer.DEFAULT_EXCERPT}: as good by our measure, 5x faster)")
-    p.add_argument("--model", choices=sorted(REGISTRY), default=None,
-                   help=f"network for a new library (default {DEFAULT_LIBRARY_MODEL})")
+    p.add_argument("--model", type=_model_name, default=None,
+                   help=f"network for a new library: {', '.join(sorted(REGISTRY))} or a trained RUN_DIR "
+                        f"(default {DEFAULT_LIBRARY_MODEL})")
     p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
     p.add_argument("--aggregate", choices=["mean", "tfidf"], default=None,
                    help="track vector from patches: mean (default) or TF-IDF weighted as in Deej-A.I.")
@@ -312,13 +357,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="items sharing this never count as hits for each other (default track)")
     p.add_argument("--models", default="descriptors,msd-musicnn,mtt-musicnn,random-musicnn",
                    help="embedders to compare: descriptors, msd-musicnn, mtt-musicnn, random-musicnn, "
-                        "msd-musicnn:tags, mtt-musicnn:tags")
+                        "msd-musicnn:tags, mtt-musicnn:tags, or a trained RUN_DIR")
     p.add_argument("--k", default="5,10", help="precision cut-offs (default 5,10)")
     p.add_argument("--aggregate", default="mean", help="patch aggregations: mean, meanstd, tfidf (comma-separated)")
     p.add_argument("--hop", type=float, default=None, help="seconds between patches (default: side by side)")
     p.add_argument("--excerpt", type=int, default=0, help="N spread patches per track (default 0: all)")
     p.add_argument("--out", help="REPORT.md or REPORT.json")
     p.set_defaults(func=cmd_evaluate)
+
+    from .train.trainer import INITS, MODELS, TrainConfig
+
+    defaults = TrainConfig(data="", model="spec-cnn")
+    p = sub.add_parser("train", parents=[common], help="train a network on your data, then index with it")
+    p.add_argument("--data", required=True, metavar="KIND:PATH",
+                   help="KIND: folders, csv, gtzan, mtat, fma or playlists; PATH: its folder or file")
+    p.add_argument("--model", required=True, choices=MODELS)
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (an existing run resumes)")
+    p.add_argument("--init", choices=INITS, help="musicnn: fine-tune from shipped weights")
+    p.add_argument("--embedder", type=_model_name, help="probe: the frozen embedder (a model name or RUN_DIR)")
+    p.add_argument("--backbone", default=defaults.backbone, help="track2vec: the audio network (default %(default)s)")
+    p.add_argument("--vector-dim", type=int, default=defaults.vector_dim, help="track2vec: vector size")
+    p.add_argument("--param", type=_hyper_parameter, action="append", default=[], metavar="NAME=VALUE",
+                   help="a network hyper-parameter, e.g. channels=64 (repeatable)")
+    for name in ("seed", "epochs", "patience", "batch_size", "crops_per_track", "eval_crops"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
+                       help="default %(default)s")
+    for name in ("lr", "weight_decay", "max_seconds"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
+                       help="default %(default)s")
+    p.add_argument("--cache", help="folder for the decoded-audio cache (default: $SOUNDALIKE_CACHE or the user cache directory)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (a GPU when present)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("stats", parents=[lib], help="counts, failures, model, size on disk")
     p.add_argument("--json", action="store_true")

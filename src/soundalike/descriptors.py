@@ -8,6 +8,7 @@ plus a tempo estimate (BPM): 77 numbers. Computed with librosa.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ def descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 def _compute(librosa, y: np.ndarray, sr: int) -> np.ndarray:
     power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2
-    chroma = librosa.feature.chroma_stft(S=power, sr=sr)
+    with warnings.catch_warnings():  # silence has no tuning to estimate; librosa then assumes 0
+        warnings.filterwarnings("ignore", "Trying to estimate tuning from empty frequency set")
+        chroma = librosa.feature.chroma_stft(S=power, sr=sr)
     spectral = [
         librosa.feature.rms(S=np.sqrt(power), frame_length=N_FFT),
         librosa.feature.spectral_centroid(S=np.sqrt(power), sr=sr) / 1000,  # kHz

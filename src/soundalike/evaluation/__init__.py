@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import analysis, audio
+from ..datasets import LABEL_SEPARATOR
 from ..errors import ParameterError
 from ..library.indexer import find_audio
 from ..models import load_model
+from ..models.trained import is_model_path
 from .metrics import Retrieval, probe_accuracy, retrieval, tag_auc
 
 MODEL_EMBEDDERS = ("descriptors", "msd-musicnn", "mtt-musicnn", "random-musicnn")
 EMBEDDERS = (*MODEL_EMBEDDERS, "msd-musicnn:tags", "mtt-musicnn:tags")
 AGGREGATIONS = ("mean", "meanstd", "tfidf")
-LABEL_SEPARATOR = ";"  # several labels of one file in a CSV cell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,9 +135,11 @@ def _model_features(name: str) -> Callable[[str, Variant], Features]:
 
 
 def embedder(name: str) -> Callable[[str, Variant], Features]:
-    """A function (path, variant) -> Features for an embedder name of ``EMBEDDERS``."""
-    if name.split(":")[0] in MODEL_EMBEDDERS:
-        features = _model_features(name.split(":")[0])
+    """A function (path, variant) -> Features for an embedder name of ``EMBEDDERS``, or a
+    model trained with ``soundalike train`` (its file or run directory, ``:tags`` allowed)."""
+    model = name.removesuffix(":tags")
+    if model in MODEL_EMBEDDERS or is_model_path(model):
+        features = _model_features(model)
         if name.endswith(":tags"):
             def tags_as_vectors(path, variant, features=features):
                 f = features(path, variant)
@@ -145,7 +148,8 @@ def embedder(name: str) -> Callable[[str, Variant], Features]:
             tags_as_vectors.tag_names = features.tag_names
             return tags_as_vectors
         return features
-    raise ParameterError(f"unknown embedder {name!r}; known: {', '.join(EMBEDDERS)}")
+    raise ParameterError(f"unknown embedder {name!r}; known: {', '.join(EMBEDDERS)}, "
+                         "or a trained model's file or run directory")
 
 
 def item_vectors(features: list[Features], aggregate: str) -> np.ndarray:

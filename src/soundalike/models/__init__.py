@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from ..errors import ModelError
 from .base import AudioModel, Outputs, WindowSpec
 from .descriptors import DescriptorModel
+from . import trained
 from .musicnn import MSD_LABELS, MTT_LABELS, MusiCNN, MusiCNNConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -47,7 +48,8 @@ RANDOM_SEED = 0
 
 
 def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
-    """Build a registered model in eval mode with its weights loaded.
+    """Build a registered model, or a trained one from its file or run directory, in eval
+    mode with its weights loaded.
 
     Raises
     ------
@@ -56,7 +58,10 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
     """
     spec = REGISTRY.get(name)
     if spec is None:
-        raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        if trained.is_model_path(name):
+            return trained.load(name)
+        raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}, "
+                         "or a trained model's file or run directory")
     if spec.weights is None:
         import torch
 
