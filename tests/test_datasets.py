@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import synth
+
 from soundalike import ParameterError
 from soundalike.datasets import LOADERS, SPLITS, Dataset, open_dataset
 

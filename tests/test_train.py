@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synth
 import torch
 from safetensors.torch import load_file
 
-import synth
 from soundalike import ModelError, ParameterError
 from soundalike.cli import main
 from soundalike.models import load_model
@@ -121,8 +121,8 @@ def test_probe_on_frozen_descriptors(two_pitches, tmp_path):
 
 
 def test_musicnn_fine_tuning_starts_from_the_shipped_weights(two_pitches, tmp_path):
-    from soundalike.train.trainer import _task
     from soundalike.datasets import open_dataset
+    from soundalike.train.trainer import _task
 
     config = _config(two_pitches, tmp_path, model="musicnn", init="msd-musicnn", params={})
     task = _task(config, open_dataset(config.data), tmp_path)
