@@ -238,6 +238,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .server import check_bind, create_app
+
+    check_bind(args.host, args.token)
+    app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024)
+    where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
+    print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with Library(args.library, create=False) as library:
         stats = library.stats()
@@ -388,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="folder for the decoded-audio cache (default: $SOUNDALIKE_CACHE or the user cache directory)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (a GPU when present)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", parents=[lib], help="the web page and HTTP API over the library")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s; others need --token)")
+    p.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    p.add_argument("--token", default=os.environ.get("SOUNDALIKE_TOKEN"),
+                   help="require this token on every request (default $SOUNDALIKE_TOKEN)")
+    p.add_argument("--max-upload-mb", type=int, default=100, help="upload size limit (default %(default)s MB)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", parents=[lib], help="counts, failures, model, size on disk")
     p.add_argument("--json", action="store_true")

@@ -37,14 +37,18 @@ def _location(path: str, playlist: Path, relative: bool) -> str:
     return str(Path(path).resolve())
 
 
-def write_m3u(entries: Sequence[Entry], out: str | os.PathLike, *, relative: bool = False) -> None:
-    out = Path(out)
+def m3u_text(entries: Sequence[Entry], out: str | os.PathLike, *, relative: bool = False) -> str:
+    """Extended M3U for a playlist file at ``out`` (relative paths are against its folder)."""
     lines = ["#EXTM3U"]
     for e in entries:
         seconds = round(e.duration) if e.duration is not None else -1
         label = " - ".join(x for x in (e.artist, e.title) if x) or Path(e.path).stem
-        lines += [f"#EXTINF:{seconds},{label}", _location(e.path, out, relative)]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        lines += [f"#EXTINF:{seconds},{label}", _location(e.path, Path(out), relative)]
+    return "\n".join(lines) + "\n"
+
+
+def write_m3u(entries: Sequence[Entry], out: str | os.PathLike, *, relative: bool = False) -> None:
+    Path(out).write_text(m3u_text(entries, out, relative=relative), encoding="utf-8")
 
 
 def read_m3u(path: str | os.PathLike) -> list[Entry]:

@@ -105,7 +105,8 @@ class Catalogue:
             raise LibraryError(f"{self.path}: no library here; run 'soundalike index DIR' first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # check_same_thread off: a server shares one catalogue between threads, one at a time
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
