@@ -79,6 +79,15 @@ function fillTracks(list, tracks, extra) {
   if (!tracks.length) list.innerHTML = "<li>Nothing found.</li>";
 }
 
+function fillTags(list, tags) {
+  list.innerHTML = "";
+  for (const t of tags) {
+    const li = document.createElement("li");
+    li.textContent = `${t.tag} ${Math.round(100 * t.probability)}%`;
+    list.append(li);
+  }
+}
+
 // --- search -------------------------------------------------------------------------
 async function search() {
   const q = $("search-input").value.trim(), tag = $("search-tag").value;
@@ -113,13 +122,7 @@ async function showTrack(id) {
   $("track-title").textContent = label(track);
   $("track-meta").textContent = [track.album, track.genre, track.duration ? fmt(track.duration) : null, track.path]
     .filter(Boolean).join(" · ");
-  const tags = $("track-tags");
-  tags.innerHTML = "";
-  for (const t of track.tags) {
-    const li = document.createElement("li");
-    li.textContent = `${t.tag} ${Math.round(100 * t.probability)}%`;
-    tags.append(li);
-  }
+  fillTags($("track-tags"), track.tags);
   $("spectrogram").src = withToken(`/api/tracks/${id}/spectrogram.png`);
   await showSimilar();
 }
@@ -204,13 +207,7 @@ async function uploadBlob(blob, name) {
   try {
     const result = await api("/api/upload?k=10", { method: "POST", body: form });
     $("upload-status").textContent = `Songs like ${result.name}:`;
-    const tags = $("upload-tags");
-    tags.innerHTML = "";
-    for (const t of result.tags) {
-      const li = document.createElement("li");
-      li.textContent = `${t.tag} ${Math.round(100 * t.probability)}%`;
-      tags.append(li);
-    }
+    fillTags($("upload-tags"), result.tags);
     fillTracks($("upload-results"), result.similar);
   } catch (e) { $("upload-status").textContent = e.message; }
 }
