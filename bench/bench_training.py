@@ -37,7 +37,7 @@ RUNS = {
 def album_playlists(corpus: Path, out: Path, *, per_label: int = 20, length: int = 8, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     lines = []
-    for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in corpus.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(str(f) for f in folder.rglob("*") if f.suffix.lower() in (".ogg", ".mp3", ".flac", ".wav"))
         for _ in range(per_label):
             lines.append("\t".join(rng.choice(files, size=min(length, len(files)), replace=False)))
