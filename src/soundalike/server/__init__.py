@@ -27,6 +27,7 @@ from .. import audio, playlists, recommend
 from ..errors import MediaError, ParameterError, SoundalikeError
 from ..library import Library, QueryError, Seed
 from ..library.catalogue import Track
+from ..library.vectors import normalize
 from ..playlist_files import Entry, m3u_text
 
 STATIC = Path(__file__).parent / "static"
@@ -106,9 +107,7 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         patches, starts = library.catalogue.patches(rec.track.id)
         passages = []
         if len(seed.patches) and len(patches):
-            a = seed.patches / np.maximum(np.linalg.norm(seed.patches, axis=1, keepdims=True), 1e-12)
-            b = patches / np.maximum(np.linalg.norm(patches, axis=1, keepdims=True), 1e-12)
-            cos = a @ b.T
+            cos = normalize(seed.patches) @ normalize(patches).T
             for flat in np.argsort(-cos, axis=None)[: PASSAGES * 4]:
                 i, j = np.unravel_index(flat, cos.shape)
                 if all(p["seed_start"] != round(float(seed.starts[i]), 2) for p in passages):
@@ -273,8 +272,7 @@ def _projection_cached(library_path: str, generation: int, library: Library) -> 
     names = library.catalogue.tag_names
     _, tags = library.catalogue.arrays("tags", ids)
     if len(ids) >= 3:
-        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        xy = PCA(n_components=2, random_state=0).fit_transform(unit)
+        xy = PCA(n_components=2, random_state=0).fit_transform(normalize(vectors))
     else:
         xy = np.zeros((len(ids), 2))
     top = tags.argmax(axis=1) if tags.shape[1] else np.zeros(len(ids), int)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..library.vectors import normalize
+
 
 def _stable_hash(text: str) -> int:
     """gensim seeds each word's initial vector with a hash of it; Python's own string
@@ -29,8 +31,8 @@ def fit(playlists: Sequence[Sequence[str]], *, dim: int = 64, window: int = 5, e
 
     model = Word2Vec(sentences=[list(p) for p in playlists], vector_size=dim, window=window, min_count=1, sg=1,
                      negative=5, sample=0, epochs=epochs, seed=seed, workers=1, hashfxn=_stable_hash)
-    vectors = model.wv.vectors / np.maximum(np.linalg.norm(model.wv.vectors, axis=1, keepdims=True), 1e-12)
-    return {key: vectors[i].astype(np.float32) for i, key in enumerate(model.wv.index_to_key)}
+    vectors = normalize(model.wv.vectors)
+    return {key: vectors[i] for i, key in enumerate(model.wv.index_to_key)}
 
 
 def save(vectors: dict[str, np.ndarray], path: Path) -> None:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from .. import datasets
 from ..errors import ParameterError
 from ..evaluation.metrics import tag_auc
+from ..library.vectors import normalize
 from ..models import AudioModel, load_model
 from ..models import trained as model_files
 from ..models.networks import Probe
@@ -215,8 +216,7 @@ def metrics(kind: str, predictions: np.ndarray, truth: np.ndarray) -> dict:
         except ParameterError:
             roc = pr = float("nan")
         return {"score": roc, "roc_auc": roc, "pr_auc": pr}
-    unit = predictions / np.maximum(np.linalg.norm(predictions, axis=1, keepdims=True), 1e-12)
-    cosine = float((unit * truth).sum(1).mean())
+    cosine = float((normalize(predictions) * truth).sum(1).mean())
     return {"score": cosine, "cosine": cosine}
 
 
