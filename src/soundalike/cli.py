@@ -49,7 +49,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"file": os.fspath(args.file), "model": result.model,
                           "patches": len(result.taggram), "padded": result.padded,
-                          "tags": [{"tag": t, "probability": round(p, 4)} for t, p in top]}))
+                          "tags": recommend.tag_dicts(top)}))
     else:
         print(f"{args.file}  ({result.model}, {len(result.taggram)} patches)")
         for tag, p in top:
@@ -154,12 +154,10 @@ def cmd_path(args: argparse.Namespace) -> int:
 def cmd_tags(args: argparse.Namespace) -> int:
     with Library(args.library, create=False) as library:
         seed = library.resolve(args.query)
-        names = library.catalogue.tag_names or list(library.model.labels)
-        order = np.argsort(-seed.tags, kind="stable")[: args.top]
-        tags = [(names[i], float(seed.tags[i])) for i in order]
+        tags = library.seed_tags(seed, args.top)
         if args.json:
             print(json.dumps({"path": seed.path, "id": seed.track.id if seed.track else None,
-                              "tags": [{"tag": t, "probability": round(p, 4)} for t, p in tags]}, ensure_ascii=False))
+                              "tags": recommend.tag_dicts(tags)}, ensure_ascii=False))
         else:
             print(seed.track.label if seed.track else seed.path)
             for tag, p in tags:

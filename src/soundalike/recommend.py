@@ -17,6 +17,11 @@ DUPLICATE_COSINE = 0.98
 DUPLICATE_SECONDS = 2.0
 
 
+def tag_dicts(pairs) -> list[dict]:
+    """(tag, probability) pairs as JSON objects, probabilities to 4 decimals."""
+    return [{"tag": name, "probability": round(float(p), 4)} for name, p in pairs]
+
+
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
     track: Track
@@ -25,7 +30,7 @@ class Recommendation:
 
     def as_dict(self) -> dict:
         return {**self.track.as_dict(), "score": round(self.score, 5),
-                "tags": [{"tag": n, "probability": round(p, 4)} for n, p in self.top_tags]}
+                "tags": tag_dicts(self.top_tags)}
 
 
 def is_duplicate(cosine: float, duration_a: float | None, duration_b: float | None) -> bool:
@@ -71,9 +76,13 @@ def similar(library: Library, seed: Seed, *, k: int = 10, tag: str | None = None
     return [Recommendation(found.tracks[row], float(found.scores[row]), tags[found.tracks[row].id]) for row in kept]
 
 
-def rank_by_tag(library: Library, tag: str, *, k: int = 20) -> list[Recommendation]:
-    """Tracks ranked by the predicted probability of ``tag`` (score = that probability)."""
+def rank_by_tag(library: Library, tag: str, *, k: int = 20, allowed: np.ndarray | None = None) -> list[Recommendation]:
+    """Tracks (only ids in ``allowed`` when given) ranked by the predicted probability of
+    ``tag`` (score = that probability)."""
     ids, probs = library.tag_scores(tag)
+    if allowed is not None:
+        keep = np.isin(ids, allowed)
+        ids, probs = ids[keep], probs[keep]
     order = np.argsort(-probs, kind="stable")[:k]
     chosen = [int(ids[i]) for i in order]
     tracks = {t.id: t for t in library.catalogue.tracks(chosen)}

@@ -189,6 +189,12 @@ class Library:
         return Seed(None, str(path), meta.artist, meta.duration, vector,
                     result.tag_probabilities, result.embeddings, result.starts)
 
+    def seed_tags(self, seed: Seed, n: int) -> list[tuple[str, float]]:
+        """A seed's ``n`` most probable tags as (name, probability), best first."""
+        names = self.catalogue.tag_names or list(self.model.labels)
+        order = np.argsort(-seed.tags, kind="stable")[:n]
+        return [(names[i], float(seed.tags[i])) for i in order]
+
     def top_tags(self, track_ids, n: int = 3) -> dict[int, list[tuple[str, float]]]:
         names = self.catalogue.tag_names
         ids, matrix = self.catalogue.arrays("tags", track_ids)

@@ -95,8 +95,7 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
 
     def with_tags(tracks: list[Track], n: int = 3) -> list[dict]:
         tags = library.top_tags([t.id for t in tracks], n)
-        return [{**t.as_dict(), "tags": [{"tag": k, "probability": round(p, 4)} for k, p in tags.get(t.id, [])]}
-                for t in tracks]
+        return [{**t.as_dict(), "tags": recommend.tag_dicts(tags.get(t.id, []))} for t in tracks]
 
     def explain(seed: Seed, rec: recommend.Recommendation) -> dict:
         """Why a track was recommended: the tags both lean to, and the closest passages."""
@@ -126,11 +125,9 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     def search(q: str = "", tag: str | None = None, limit: int = Query(50, ge=1, le=1000)):
         with lock:
             if tag:
-                ranked = recommend.rank_by_tag(library, tag, k=library.catalogue.count() if q else limit)
-                tracks = [r.track for r in ranked]
-                if q:
-                    matching = {t.id for t in library.catalogue.search_text(q, limit=library.catalogue.count())}
-                    tracks = [t for t in tracks if t.id in matching][:limit]
+                matching = ([t.id for t in library.catalogue.search_text(q, limit=library.catalogue.count())]
+                            if q else None)
+                tracks = [r.track for r in recommend.rank_by_tag(library, tag, k=limit, allowed=matching)]
             elif q:
                 tracks = library.catalogue.search_text(q, limit=limit)
             else:
@@ -213,10 +210,8 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
                 with lock:
                     seed = library.analyse_outside(temp)
                     recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob)
-                    names = library.catalogue.tag_names
-                    order = np.argsort(-seed.tags)[:5] if len(names) else []
                     return {"name": file.filename, "duration": seed.duration,
-                            "tags": [{"tag": names[i], "probability": round(float(seed.tags[i]), 4)} for i in order],
+                            "tags": recommend.tag_dicts(library.seed_tags(seed, 5)),
                             "similar": [explain(seed, r) for r in recs]}
             except MediaError as exc:
                 raise HTTPException(422, f"{file.filename}: {exc.reason}") from None
