@@ -13,12 +13,10 @@ import torch
 from ..models import trained as model_files
 from .trainer import Run, _Inputs, build_model, metrics, predict
 
-REPORT_FILES = ("report.md", "report.json", "learning_curve.png")
-
-
-def _figures(run: Run, model, device: torch.device, keys: list[str]) -> tuple[dict, np.ndarray]:
+def _figures(run: Run, model, device: torch.device, keys: list[str]) -> dict:
     inputs = _Inputs(model.to(device), run.cache, run.config, device)
-    inputs.prepare(keys, lambda n: None)
+    # a probe's twin has the same frozen embedder: its vectors from training serve both
+    inputs.frozen = {k: run.frozen[k].to(device) for k in keys} if run.frozen else {}
     predictions = predict(model, inputs, keys, run.task.kind)
     truth = run.task.stack(keys)
     figures = metrics(run.task.kind, predictions, truth)
@@ -29,15 +27,15 @@ def _figures(run: Run, model, device: torch.device, keys: list[str]) -> tuple[di
         figures["confusion"] = np.bincount(truth * len(run.task.labels) + guessed,
                                            minlength=len(run.task.labels) ** 2).reshape(
             len(run.task.labels), -1).tolist()
-    return figures, predictions
+    return figures
 
 
 def report(run: Run, run_dir: Path, *, device: str = "cpu") -> dict:
     """Test figures for the best model (rebuilt from its file alone) and its random-weights twin."""
     device = torch.device(device)
     keys = run.task.splits["test"]
-    trained_figures, _ = _figures(run, model_files.load(run_dir / model_files.MODEL_FILE), device, keys)
-    random_figures, _ = _figures(run, build_model(run.config, run.task, pretrained=False), device, keys)
+    trained_figures = _figures(run, model_files.load(run_dir / model_files.MODEL_FILE), device, keys)
+    random_figures = _figures(run, build_model(run.config, run.task, pretrained=False), device, keys)
     result = {"config": dataclasses.asdict(run.config), "dataset": {"kind": run.dataset.kind, "root": str(run.dataset.root),
                                                             "licence": run.dataset.licence,
                                                             "citation": run.dataset.citation},

@@ -163,8 +163,6 @@ class _Inputs:
 
     def prepare(self, keys, progress) -> None:
         """A probe's frozen vectors for every track (the embedder runs once, not per epoch)."""
-        if not isinstance(self.model, Probe):
-            return
         for key in keys:
             crops = self._crops(key, self._starts(key, PROBE_POSITIONS))
             self.frozen[key] = torch.cat([self.model.frozen(c) for c in crops.split(self.config.batch_size)])
@@ -273,6 +271,7 @@ class Run:
     cache: WaveCache
     history: list[dict]
     stopped_early: bool
+    frozen: dict[str, torch.Tensor]  # a probe's embedder vectors per track; empty for other models
 
 
 RESUMABLE_CHANGES = ("epochs", "patience")  # a resumed run may be given more time, nothing else
@@ -304,9 +303,10 @@ def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress:
     if empty:
         raise ParameterError(f"{config.data}: no decodable tracks in the {', '.join(empty)} split")
     inputs = _Inputs(model, cache, config, device)
-    bar = progress(len(keys), "frozen embeddings") if isinstance(model, Probe) else None
-    inputs.prepare([k for split in task.splits.values() for k in split], bar.update if bar else None)
-    if bar:
+    if isinstance(model, Probe):
+        kept = [k for split in task.splits.values() for k in split]
+        bar = progress(len(kept), "frozen embeddings")
+        inputs.prepare(kept, bar.update)
         bar.close()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -354,4 +354,5 @@ def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress:
         log.info("epoch %d: loss %.4f, valid %s", state["epoch"], np.mean(losses), valid)
         state["rng"] = rng.bit_generator.state
         _save_checkpoint(checkpoint_path, model, optimizer, state)
-    return Run(config, dataset, task, cache, state["history"], state["bad_epochs"] >= config.patience)
+    return Run(config, dataset, task, cache, state["history"], state["bad_epochs"] >= config.patience,
+               inputs.frozen)
