@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -218,12 +219,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from . import train
 
-    config = train.TrainConfig(
-        data=args.data, model=args.model, params=dict(args.param), init=args.init, embedder=args.embedder,
-        backbone=args.backbone, vector_dim=args.vector_dim, seed=args.seed, epochs=args.epochs,
-        patience=args.patience, batch_size=args.batch_size, crops_per_track=args.crops_per_track,
-        eval_crops=args.eval_crops, lr=args.lr, weight_decay=args.weight_decay, max_seconds=args.max_seconds,
-        cache=args.cache)
+    fields = [f.name for f in dataclasses.fields(train.TrainConfig) if f.name != "params"]
+    config = train.TrainConfig(params=dict(args.param), **{name: getattr(args, name) for name in fields})
     out = Path(args.out).expanduser().resolve()
 
     def progress(total, desc):
