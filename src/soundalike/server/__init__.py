@@ -258,7 +258,8 @@ def _spectrogram_png(path: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=2)
-def _projection_cached(library_path: str, generation: int, library: Library) -> dict:
+def _projection(library: Library, generation: int) -> dict:
+    """The map's points, recomputed only when the library changed (its generation)."""
     from sklearn.decomposition import PCA
 
     ids, vectors = library.catalogue.arrays("vector")
@@ -275,7 +276,3 @@ def _projection_cached(library_path: str, generation: int, library: Library) -> 
             "tag": top.tolist(), "tags": names or ["(no tags)"],
             "labels": [tracks[int(i)].label for i in ids]}
 
-
-def _projection(library: Library, generation: int) -> dict:
-    """The map's points, recomputed only when the library changed (its generation)."""
-    return _projection_cached(str(library.path), generation, library)
