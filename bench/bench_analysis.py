@@ -7,8 +7,9 @@ per second of computing. Usage::
     python bench/bench_analysis.py [--file SONG.mp3] [--runs 5] [--threads 1,2]
 
 Without ``--file`` a 4-minute stereo 44.1 kHz MP3 is synthesized (chords, clicks and
-noise). Also compares the front-end blocks' eval shortcut with the plain order
-(conv, ReLU, batch norm, then max) and a few batch sizes, in the same run.
+noise). Also compares, in the same run, the front-end blocks' eval shortcut with
+its max taken on an NCHW tensor instead of in oneDNN's layout ("network-nchw"), the
+plain order (conv, ReLU, batch norm, then max: "network-plain"), and batch sizes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["decode", "frontend", "network", "network-plain", "whole"]
+STAGES = ["decode", "frontend", "network", "network-nchw", "network-plain", "whole"]
+NETWORK_STAGES = ("network", "network-nchw", "network-plain")
 
 
 def make_song(path: Path, seconds: float = 240.0) -> Path:
@@ -52,7 +54,7 @@ def worker(stage: str, threads: int, path: str, batch: int) -> dict:
 
     model = load_model()
     y = windows = None
-    if stage in ("frontend", "network", "network-plain"):
+    if stage in ("frontend", *NETWORK_STAGES):
         y = audio.load(path)
         windows = torch.from_numpy(np.stack(list(analysis.iter_windows([y], model.window))))
 
@@ -64,6 +66,10 @@ def worker(stage: str, threads: int, path: str, batch: int) -> dict:
     if stage == "network-plain":  # the blocks' plain order, for comparison
         for block in [*model.frontend.timbral, *model.frontend.temporal]:
             block.max_over_frequency = lambda x, b=block: b(x).amax(dim=3)
+    if stage == "network-nchw":  # the shortcut, reduced on a plain NCHW tensor
+        from soundalike.models import musicnn
+
+        musicnn._conv_max_over_frequency = lambda x, w, b: torch.nn.functional.conv2d(x, w, b).amax(dim=3)
     with torch.inference_mode():
         model.features(torch.zeros(batch, model.window.length))  # warm-up
     t0 = time.perf_counter()
@@ -71,7 +77,7 @@ def worker(stage: str, threads: int, path: str, batch: int) -> dict:
         y = audio.load(path)
     elif stage == "frontend":
         run_network(model.logmel)
-    elif stage in ("network", "network-plain"):
+    elif stage in NETWORK_STAGES:
         with torch.inference_mode():
             logmel = [model.logmel(windows[i : i + batch]) for i in range(0, len(windows), batch)]
         t0 = time.perf_counter()

