@@ -394,3 +394,21 @@ def test_excerpt_indexing(music, tmp_path, capsys):
         patches, starts = lib.catalogue.patches(t.id)
         assert len(patches) == 1
         assert starts[0] == pytest.approx(SECONDS / 2 - 1.504 + 0.016, abs=0.01)
+
+
+def test_asking_for_more_patches_reanalyses_and_fewer_keeps(tmp_path, capsys):
+    root = tmp_path / "long"
+    write_song(root, "long.flac", "L", "Long", None, ("chord", 9))
+    library = tmp_path / "e.sqlite"
+
+    def index(excerpt, summary):
+        capsys.readouterr()
+        assert main(["index", str(root), "--library", str(library), "--workers", "1", "--excerpt", excerpt]) == 0
+        assert summary in capsys.readouterr().out
+        with Library(library) as lib:
+            return len(lib.catalogue.patches(lib.catalogue.tracks()[0].id)[0])
+
+    assert index("1", "indexed 1, unchanged 0") == 1
+    assert index("1", "indexed 0, unchanged 1") == 1
+    assert index("0", "indexed 1, unchanged 0") == 2  # every patch of 7 s
+    assert index("1", "indexed 0, unchanged 1") == 2  # the fuller analysis is kept

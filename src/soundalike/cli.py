@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     with Library(args.library, create=True) as library:
         catalogue = library.catalogue
-        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed)
+        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt)
         removed = catalogue.remove(plan.removed)
         model_name = args.model or catalogue.model or DEFAULT_LIBRARY_MODEL
         failed, indexed, seconds = [], 0, 0.0

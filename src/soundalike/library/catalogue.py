@@ -236,11 +236,12 @@ class Catalogue:
         return Catalogue._Tx(self.db)
 
     # --- reading -------------------------------------------------------------------
-    def file_states(self) -> dict[str, tuple[int, int, bool]]:
-        """path -> (size, mtime_ns, failed) for every known file."""
-        states = {p: (s, m, False) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM tracks")}
+    def file_states(self) -> dict[str, tuple[int, int, bool, int | None]]:
+        """path -> (size, mtime_ns, failed, excerpt) for every known file (excerpt None if failed)."""
+        rows = self.db.execute("SELECT path, size, mtime_ns, excerpt FROM tracks")
+        states = {p: (s, m, False, e) for p, s, m, e in rows}
         for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM failures"):
-            states.setdefault(p, (s, m, True))
+            states.setdefault(p, (s, m, True, None))
         return states
 
     def count(self) -> int:

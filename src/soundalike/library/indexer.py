@@ -74,15 +74,21 @@ def find_audio(roots: Iterable[str | os.PathLike]) -> Iterator[FileState]:
                 yield FileState(str(path), st.st_size, st.st_mtime_ns)
 
 
-def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_failed: bool = False) -> Plan:
-    """Compare the files under ``roots`` with the catalogue."""
+def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_failed: bool = False,
+         excerpt: int = DEFAULT_EXCERPT) -> Plan:
+    """Compare the files under ``roots`` with the catalogue.
+
+    New and changed files are to be analysed, and so are tracks analysed with fewer
+    patches than ``excerpt`` now asks for (0 = every patch): asking for fewer keeps
+    the better analysis already stored.
+    """
     roots = [Path(r).expanduser().resolve() for r in roots]
     known = catalogue.file_states()
     found = {f.path: f for f in find_audio(roots)}
     todo, unchanged, failed_before = [], 0, 0
     for f in found.values():
         state = known.get(f.path)
-        if state is None or (state[0], state[1]) != (f.size, f.mtime_ns):
+        if state is None or (state[0], state[1]) != (f.size, f.mtime_ns) or _too_few_patches(state[3], excerpt):
             todo.append(f)
         elif state[2] and retry_failed:
             todo.append(f)
@@ -94,6 +100,11 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     removed = [p for p in known if p not in found and (any(p.startswith(u) for u in under) or
                                                        any(p == str(r) for r in roots))]
     return Plan(todo, unchanged, failed_before, removed)
+
+
+def _too_few_patches(stored: int | None, wanted: int) -> bool:
+    """Whether a track analysed with ``stored`` spread patches (0 = all) lacks what ``wanted`` asks."""
+    return bool(stored) and (wanted == 0 or wanted > stored)
 
 
 def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
