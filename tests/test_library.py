@@ -130,6 +130,24 @@ def test_similar_to_an_outside_file(built, music, tmp_path, capsys):
         assert lib.catalogue.count() == 7  # analysed, not added
 
 
+def test_radio_and_path_from_an_outside_file(built, music, tmp_path, capsys):
+    """A file not in the library seeds a radio and starts a path (listed with id None);
+    its copies in the library are never played."""
+    outside = tmp_path / "bought.flac"
+    shutil.copy(music / "a" / "low_chord.flac", outside)
+    copies = {str(music / "a" / "low_chord.flac"), str(music / "dupes" / "low_chord_copy.mp3")}
+    radio = run_json(capsys, "radio", str(outside), "--length", "3", "--library", str(built), "--json")
+    assert len(radio) == 3 and not copies & {t["path"] for t in radio}
+    assert radio[0]["title"] == "Mid Chord"  # the other chord comes first
+    end = str(music / "b" / "noise.ogg")
+    journey = run_json(capsys, "path", str(outside), end, "--length", "4", "--library", str(built), "--json")
+    assert [t["id"] is None for t in journey] == [True, False, False, False]
+    assert journey[0]["path"] == str(outside) and journey[0]["title"] == "Low Chord"
+    assert journey[-1]["path"] == end and not copies & {t["path"] for t in journey}
+    with Library(built) as lib:
+        assert lib.catalogue.count() == 7  # analysed, not added
+
+
 def test_query_by_id_and_by_words(built, capsys):
     with Library(built) as lib:
         noise = next(t for t in lib.catalogue.tracks() if t.title == "Noise Wash")

@@ -170,7 +170,8 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
     ``max_per_artist`` caps each artist; ``drunk`` (0 to 1) moves the points off the
     arc at random, and tracks are pulled towards their points (``random_seed``
     reproduces a journey). Intermediate tracks are
-    shared out between the legs in proportion to their lengths.
+    shared out between the legs in proportion to their lengths. A waypoint may be a
+    file outside the library: it is listed with id None and its copies are avoided.
     """
     if len(waypoints) < 2:
         raise ParameterError(f"a path needs at least 2 songs, got {len(waypoints)}")
@@ -180,23 +181,20 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
         raise ParameterError(f"drunk must be in [0, 1], got {drunk}")
     if max_per_artist is not None and max_per_artist < 1:
         raise ParameterError(f"max_per_artist must be >= 1, got {max_per_artist}")
-    missing = [w.path for w in waypoints if w.track is None]
-    if missing:
-        raise ParameterError(f"path waypoints must be library tracks; not in the library: {', '.join(missing)}")
-    ids = [w.track.id for w in waypoints]
-    if len(set(ids)) != len(ids):
+    keys = [w.entry.id if w.track else w.entry.path for w in waypoints]  # a track id, or an outside file
+    if len(set(keys)) != len(keys):
         raise ParameterError("a waypoint appears twice in the path")
     rng = np.random.default_rng(random_seed)
     points = normalize(np.stack([w.vector for w in waypoints]))
     legs = 1 - np.einsum("ij,ij->i", points[:-1], points[1:])
     per_leg = _split(length - len(waypoints), legs)
-    used = set(ids)
+    used = {w.track.id for w in waypoints if w.track}
     used_vectors = [(p, w.duration) for p, w in zip(points, waypoints)]
     artists: dict[str, int] = {}
     for w in waypoints:
         if w.artist:
             artists[w.artist.casefold()] = artists.get(w.artist.casefold(), 0) + 1
-    playlist = [waypoints[0].track]
+    playlist = [waypoints[0].entry]
     for leg, n in enumerate(per_leg):
         a, b = points[leg], points[leg + 1]
         if n:
@@ -211,7 +209,7 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
                     artists[track.artist.casefold()] = artists.get(track.artist.casefold(), 0) + 1
             playlist += chosen
             used_vectors += [(v, t.duration) for v, t in zip(normalize(library.vectors([t.id for t in chosen])), chosen)]
-        playlist.append(waypoints[leg + 1].track)
+        playlist.append(waypoints[leg + 1].entry)
     return playlist
 
 
@@ -270,7 +268,7 @@ def naive_path(library: Library, waypoints: Sequence[Seed], *, length: int, unus
     points = normalize(np.stack([w.vector for w in waypoints]))
     legs = 1 - np.einsum("ij,ij->i", points[:-1], points[1:])
     per_leg = _split(length - len(waypoints), legs)
-    playlist, used = [waypoints[0].track], {w.track.id for w in waypoints}
+    playlist, used = [waypoints[0].entry], {w.track.id for w in waypoints if w.track}
     for leg, n in enumerate(per_leg):
         for f in np.arange(1, n + 1) / (n + 1):
             target = (1 - f) * points[leg] + f * points[leg + 1]
@@ -278,7 +276,7 @@ def naive_path(library: Library, waypoints: Sequence[Seed], *, length: int, unus
             pick = next(int(i) for i in ids if not unused or int(i) not in used)
             used.add(pick)
             playlist.append(library.catalogue.track(pick))
-        playlist.append(waypoints[leg + 1].track)
+        playlist.append(waypoints[leg + 1].entry)
     return playlist
 
 

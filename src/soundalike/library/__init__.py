@@ -59,6 +59,7 @@ class Seed:
     tags: np.ndarray
     patches: np.ndarray
     starts: np.ndarray
+    entry: Track  # as a playlist entry: the library track, or the outside file's tags with id None
 
 
 class Library:
@@ -175,7 +176,7 @@ class Library:
         patches, starts = self.catalogue.patches(track.id)
         ids, tags = self.catalogue.arrays("tags", [track.id])
         return Seed(track, track.path, track.artist, track.duration, self.vectors([track.id])[0],
-                    tags[0], patches, starts)
+                    tags[0], patches, starts, track)
 
     def analyse_outside(self, path: str | os.PathLike) -> Seed:
         """Analyse a file that is not in the library (it is not added)."""
@@ -186,8 +187,9 @@ class Library:
             vector = analysis.tfidf_vectors([*patches, result.embeddings])[-1]
         else:
             vector = analysis.aggregate(result.embeddings)
+        entry = Track(None, str(Path(path).resolve()), meta.artist, meta.title, meta.album, meta.genre, meta.duration)
         return Seed(None, str(path), meta.artist, meta.duration, vector,
-                    result.tag_probabilities, result.embeddings, result.starts)
+                    result.tag_probabilities, result.embeddings, result.starts, entry)
 
     def seed_tags(self, seed: Seed, n: int) -> list[tuple[str, float]]:
         """A seed's ``n`` most probable tags as (name, probability), best first."""

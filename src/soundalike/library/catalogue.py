@@ -71,9 +71,10 @@ class TrackRecord:
 
 @dataclasses.dataclass(frozen=True)
 class Track:
-    """A catalogue row without its arrays (cheap to list)."""
+    """A catalogue row without its arrays (cheap to list); id None for a file outside
+    the library that a playlist passes through."""
 
-    id: int
+    id: int | None
     path: str
     artist: str | None
     title: str | None
