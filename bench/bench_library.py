@@ -2,6 +2,7 @@
 
     python bench/bench_library.py index CORPUS_DIR [--excerpts 3,5,10] [--workers 1,2]
     python bench/bench_library.py query [--sizes 10000,100000,1000000] [--queries 500] [--like LIBRARY]
+    python bench/bench_library.py update [--tracks 500000] [--removed 5000] [--rewritten 1000]
 
 ``index`` builds one library per setting with ``soundalike index`` (fresh each time),
 reports tracks per second and real-time factor, and compares each excerpt setting's
@@ -11,6 +12,10 @@ CORPUS_DIR is what ``../shared/data/fetch-soundtracks`` writes.
 ``query`` times top-10 queries on one thread against synthetic clustered vectors of
 MusiCNN's size (200-d) through soundalike's VectorIndex (exact below 100k tracks,
 HNSW above), with recall@10 against exact search, memory and disk per track.
+
+``update`` removes and re-analyses tracks of a large HNSW library and times bringing
+the index up to date (dead labels) against rebuilding it, then compares query
+latency and recall@10 of the two indexes on the same queries.
 """
 
 from __future__ import annotations
@@ -205,6 +210,75 @@ def cmd_query(args) -> None:
               f"| {r['index_bytes_per_track']} |")
 
 
+class _Catalogue:
+    """The three catalogue queries the index update makes, over arrays in memory."""
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, changed: np.ndarray):
+        self._ids, self._vectors, self._changed = ids, vectors, changed
+
+    def ids(self) -> np.ndarray:
+        return self._ids
+
+    def changed_since(self, generation: int) -> np.ndarray:
+        return self._changed
+
+    def arrays(self, column: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.sort(ids)
+        return ids, self._vectors[np.searchsorted(self._ids, ids)]
+
+
+def timed_queries(index, queries: np.ndarray, truth: np.ndarray) -> dict:
+    latencies, recalls = [], []
+    for q, t in zip(queries, truth):
+        start = time.perf_counter()
+        found = index.search(q, 10)[1]
+        latencies.append(time.perf_counter() - start)
+        recalls.append(len(set(found.tolist()) & set(t.tolist())) / 10)
+    return {"p50_ms": round(1000 * float(np.percentile(latencies, 50)), 3),
+            "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 3),
+            "recall_at_10": round(float(np.mean(recalls)), 4)}
+
+
+def cmd_update(args) -> None:
+    import faiss
+
+    from soundalike.library import vectors as vi
+
+    rng = np.random.default_rng(2)
+    n = args.tracks
+    data = clustered(n, None)
+    ids = np.arange(n, dtype=np.int64)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    index = vi.VectorIndex.build(ids, data, exact_limit=min(n - 1, vi.EXACT_LIMIT))
+    removed = rng.choice(n, args.removed, replace=False)
+    kept = np.setdiff1d(ids, removed)
+    rewritten = rng.choice(kept, args.rewritten, replace=False)
+    def near_others(count: int) -> np.ndarray:  # in the data's clusters: another track's vector, moved a little
+        return data[rng.choice(kept, count)] + 0.3 * rng.standard_normal((count, data.shape[1])).astype(np.float32)
+
+    data[rewritten] = near_others(args.rewritten)
+    catalogue = _Catalogue(kept, data[kept], rewritten)
+    t0 = time.perf_counter()
+    updated = vi._update(catalogue, index, 0, min(n - 1, vi.EXACT_LIMIT))
+    update_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rebuilt = vi.VectorIndex.build(kept, data[kept], exact_limit=min(n - 1, vi.EXACT_LIMIT))
+    rebuild_s = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)
+    queries = np.concatenate([data[rewritten[: args.queries // 2]], near_others(args.queries - args.queries // 2)])
+    exact = faiss.IndexFlatIP(data.shape[1])
+    exact.add(vi.normalize(data[kept]))
+    truth = kept[exact.search(vi.normalize(queries), 10)[1]]
+    rows = [{"index": "updated (dead labels)", "seconds": round(update_s, 2), **timed_queries(updated, queries, truth)},
+            {"index": "rebuilt", "seconds": round(rebuild_s, 2), **timed_queries(rebuilt, queries, truth)}]
+    print(f"{n:,} tracks, {args.removed:,} removed, {args.rewritten:,} re-analysed; half the queries are "
+          f"re-analysed tracks' new vectors")
+    print("| index | seconds to bring up to date | p50 ms | p99 ms | recall@10 |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['index']} | {r['seconds']} | {r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +298,12 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--like", type=Path, help="a real library whose patch embeddings shape the synthetic vectors")
     p.set_defaults(func=cmd_query)
+    p = sub.add_parser("update")
+    p.add_argument("--tracks", type=int, default=500_000)
+    p.add_argument("--removed", type=int, default=5_000)
+    p.add_argument("--rewritten", type=int, default=1_000)
+    p.add_argument("--queries", type=int, default=500)
+    p.set_defaults(func=cmd_update)
     args = parser.parse_args()
     args.func(args)
     return 0

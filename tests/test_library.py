@@ -265,6 +265,57 @@ def test_stale_index_is_brought_up_to_date(built, music, tmp_path):
         np.testing.assert_array_equal(lib.index.search(q, 5)[1], fresh.search(q, 5)[1])
 
 
+def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypatch):
+    """HNSW cannot delete: removed and re-analysed tracks leave dead labels that
+    searches skip (saved with the index), until too many force a rebuild."""
+    from soundalike.library import indexer, vectors
+
+    library = tmp_path / "lib.sqlite"
+    shutil.copy(built, library)
+    monkeypatch.setattr(vectors, "MAX_DEAD_FRACTION", 0.5)
+
+    def hnsw():
+        with Library(library, exact_limit=3) as lib:
+            index = lib.index
+            ids, vecs = lib.catalogue.arrays("vector")
+            return index, ids, vecs
+
+    def index_file(path):
+        st = path.stat()
+        with Library(library) as lib:
+            list(indexer.run(lib.catalogue, [indexer.FileState(str(path), st.st_size, st.st_mtime_ns)],
+                             model_name="mtt-musicnn", workers=1))
+
+    index, ids, _ = hnsw()
+    assert index.kind == "hnsw" and len(index) == index.index.ntotal == len(ids) == 7
+    index_file(write_song(tmp_path, "x/extra.flac", "X", "Extra", None, ("tone", 660)))
+    index, ids, _ = hnsw()
+    extra = int(ids.max())
+    index_file(write_song(tmp_path, "x/extra.flac", "X", "Extra", None, ("clicks", 0)))  # re-analysed
+    with Library(library) as lib:
+        gone = int(ids[0])
+        lib.catalogue.remove([lib.catalogue.track(gone).path])
+    index, ids, vecs = hnsw()
+    # nothing rebuilt: 7 + the first and the second version of extra, two of them dead
+    assert index.index.ntotal == 9 and len(index) == 7 and len(index.dead) == 2
+    assert sorted(index.ids.tolist()) == sorted(ids.tolist()) and gone not in ids
+    fresh = VectorIndex.build(ids, vecs)
+    new_vector = vecs[ids == extra][0]
+    for reopened in (index, hnsw()[0]):  # also as loaded from disk
+        scores, found = reopened.search(new_vector, 10)
+        assert sorted(found.tolist()) == sorted(ids.tolist())  # each live track once, no dead label
+        assert found[0] == extra and scores[0] == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(scores, fresh.search(new_vector, 10)[0], atol=1e-5)
+        _, only = reopened.search(new_vector, 10, allowed=[extra, gone, int(ids[1])])
+        assert only.tolist() == [extra, int(ids[1])] or only.tolist() == [int(ids[1]), extra]
+    # past the allowed share of dead labels the index is rebuilt from SQLite
+    monkeypatch.setattr(vectors, "MAX_DEAD_FRACTION", 0.2)
+    with Library(library) as lib:
+        lib.catalogue.remove([lib.catalogue.track(int(ids[1])).path])
+    index, ids, _ = hnsw()
+    assert index.index.ntotal == len(index) == len(ids) == 6 and not len(index.dead)
+
+
 def test_corrupt_index_file_is_rebuilt(built, tmp_path):
     library = tmp_path / "lib.sqlite"
     shutil.copy(built, library)
