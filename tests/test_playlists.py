@@ -210,8 +210,11 @@ def test_xspf_round_trip(tmp_path, relative):
     root = ET.parse(out).getroot()
     assert root.tag == "{http://xspf.org/ns/0/}playlist" and root.get("version") == "1"
     locations = [el.text for el in root.iter("{http://xspf.org/ns/0/}location")]
-    assert locations[0] == ("../music/%C3%9Cn%C3%AFcode%20%26%20co/one.mp3" if relative
-                            else "file:///music/%C3%9Cn%C3%AFcode%20%26%20co/one.mp3") or relative
+    encoded = "music/%C3%9Cn%C3%AFcode%20%26%20co/one.mp3"  # UTF-8, percent-encoded (RFC 3986)
+    up = "../" * len(tmp_path.resolve().parts[1:])  # from the playlist's folder to /
+    assert locations[0] == (up + encoded if relative else "file:///" + encoded)
+    durations = [el.text for el in root.iter("{http://xspf.org/ns/0/}duration")]
+    assert durations == ["181400", "60000"]  # whole milliseconds; unknown ones left out
     back = read_xspf(out)
     assert [e.path for e in back] == [str(Path(e.path).resolve()) for e in ENTRIES]
     assert back[0] == Entry(str(Path(ENTRIES[0].path)), "Añá", "First, Song", "LP", 181.4)
