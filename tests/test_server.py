@@ -1,4 +1,4 @@
-"""The HTTP API over a library of synthesized tracks (httpx through FastAPI's TestClient)."""
+"""The HTTP API over a library of synthesized tracks (httpx2 through FastAPI's TestClient)."""
 
 import os
 from pathlib import Path
