@@ -56,8 +56,8 @@ def run_index(corpus: Path, library: Path, workers: int, excerpt: int) -> dict:
 
 
 def neighbours(library: Path, k: int = 10) -> dict[str, list[str]]:
+    from soundalike.analysis import normalize
     from soundalike.library import Library
-    from soundalike.library.vectors import normalize
 
     with Library(library) as lib:
         ids, vectors = lib.catalogue.arrays("vector")
@@ -105,8 +105,8 @@ def cmd_duplicates(args) -> None:
     import synth
 
     from soundalike import analysis, audio
+    from soundalike.analysis import normalize
     from soundalike.library import Library
-    from soundalike.library.vectors import normalize
     from soundalike.models import load_model
 
     with Library(args.library) as lib:
@@ -164,7 +164,8 @@ def clustered(n: int, like: np.ndarray | None = None, d: int = 200, clusters: in
 def cmd_query(args) -> None:
     import faiss
 
-    from soundalike.library.vectors import VectorIndex, normalize
+    from soundalike.analysis import normalize
+    from soundalike.library.vectors import VectorIndex
 
     faiss.omp_set_num_threads(1)
     like = None

@@ -177,9 +177,11 @@ def aggregate(embeddings: np.ndarray) -> np.ndarray:
     return np.asarray(embeddings, dtype=np.float32).mean(axis=0)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero). Shape (n, d) or (d,), float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1)
 
 
 def tfidf_vectors(tracks: list[np.ndarray], *, epsilon: float | None = None, seed: int = 0) -> list[np.ndarray]:
@@ -208,7 +210,7 @@ def tfidf_vectors(tracks: list[np.ndarray], *, epsilon: float | None = None, see
     """
     if not tracks:
         return []
-    units = [_unit(t) for t in tracks]
+    units = [normalize(t) for t in tracks]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(units))
     reference, total = [], 0

@@ -11,9 +11,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from .analysis import normalize
 from .errors import ParameterError
 from .library import Library, Seed, Track
-from .library.vectors import normalize
 from .recommend import is_duplicate
 
 CANDIDATES = 50  # nearest tracks considered per step, before rules are applied

@@ -11,10 +11,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import analysis, audio
+from ..analysis import normalize
 from ..errors import ParameterError, SoundalikeError
 from ..models import load_model
 from .catalogue import Catalogue, LibraryError, Track, TrackRecord
-from .vectors import EXACT_LIMIT, VectorIndex, normalize, open_index
+from .vectors import EXACT_LIMIT, VectorIndex, open_index
 
 LIBRARY_ENV = "SOUNDALIKE_LIBRARY"
 SUBSET_EXACT_LIMIT = 20_000  # filtered searches over fewer tracks than this are exact

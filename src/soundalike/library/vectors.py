@@ -23,6 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..analysis import normalize
 from .catalogue import Catalogue
 
 EXACT_LIMIT = 100_000  # tracks searched exactly; HNSW above
@@ -32,13 +33,6 @@ HNSW_EF_SEARCH = 512  # candidates kept while searching: recall 0.99 at 2 ms for
 MAX_DEAD_FRACTION = 0.2  # HNSW is rebuilt when more of its vectors than this are dead
 VERSION_SHIFT = 40  # faiss label = track id | version << VERSION_SHIFT
 TRACK_MASK = (1 << VERSION_SHIFT) - 1
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero). Shape (n, d) or (d,), float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1)
 
 
 class VectorIndex:

@@ -24,10 +24,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from .. import audio, playlists, recommend
+from ..analysis import normalize
 from ..errors import MediaError, ParameterError, SoundalikeError
 from ..library import Library, QueryError, Seed
 from ..library.catalogue import Track
-from ..library.vectors import normalize
 from ..playlist_files import Entry, m3u_text
 
 STATIC = Path(__file__).parent / "static"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..library.vectors import normalize
+from ..analysis import normalize
 
 
 def _stable_hash(text: str) -> int:

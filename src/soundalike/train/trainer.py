@@ -25,9 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import datasets
+from ..analysis import normalize
 from ..errors import ParameterError
 from ..evaluation.metrics import tag_auc
-from ..library.vectors import normalize
 from ..models import AudioModel, load_model
 from ..models import trained as model_files
 from ..models.networks import Probe
