@@ -265,6 +265,12 @@ def test_stale_index_is_brought_up_to_date(built, music, tmp_path):
         np.testing.assert_array_equal(lib.index.search(q, 5)[1], fresh.search(q, 5)[1])
 
 
+def test_index_build_reports_progress_by_chunk():
+    added = []
+    index = VectorIndex.build(np.arange(45_000), clustered(45_000, d=8), progress=added.append)
+    assert added == [20_000, 40_000, 45_000] and len(index) == 45_000
+
+
 def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypatch):
     """HNSW cannot delete: removed and re-analysed tracks leave dead labels that
     searches skip (saved with the index), until too many force a rebuild."""

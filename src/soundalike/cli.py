@@ -85,8 +85,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         aggregation = args.aggregate or library.aggregation
         if aggregation != "mean" or aggregation != library.aggregation:
             library.reaggregate(aggregation)
-        if catalogue.count():
-            library.refresh_index()
+        if catalogue.count():  # a rebuild of a large index takes a while: a bar if over 2 s
+            with tqdm(total=catalogue.count(), unit="track", desc="vector index", delay=2, dynamic_ncols=True) as bar:
+                library.refresh_index(progress=lambda added: bar.update(added - bar.n))
+                bar.update(bar.total - bar.n)
         print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
               f" ({catalogue.count()} tracks in {library.path})")
         if plan.failed_before:

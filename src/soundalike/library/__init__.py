@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,9 +87,12 @@ class Library:
         """The vector index, brought up to date with the catalogue (and saved) on first use."""
         return open_index(self.catalogue, exact_limit=self.exact_limit)
 
-    def refresh_index(self) -> VectorIndex:
-        """Bring the saved vector index up to date with the catalogue now."""
-        self.__dict__.pop("index", None)
+    def refresh_index(self, progress: Callable[[int], None] | None = None) -> VectorIndex:
+        """Bring the saved vector index up to date with the catalogue now.
+
+        ``progress(n_added)`` is called while the index is being rebuilt, if it is.
+        """
+        self.__dict__["index"] = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress)
         return self.index
 
     @functools.cached_property

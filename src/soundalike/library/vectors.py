@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -30,6 +31,7 @@ EXACT_LIMIT = 100_000  # tracks searched exactly; HNSW above
 HNSW_M = 32  # graph degree
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 512  # candidates kept while searching: recall 0.99 at 2 ms for 1M tracks (docs/benchmarks.md)
+BUILD_CHUNK = 20_000  # vectors added at a time (progress is reported between chunks)
 MAX_DEAD_FRACTION = 0.2  # HNSW is rebuilt when more of its vectors than this are dead
 VERSION_SHIFT = 40  # faiss label = track id | version << VERSION_SHIFT
 TRACK_MASK = (1 << VERSION_SHIFT) - 1
@@ -54,8 +56,12 @@ class VectorIndex:
         self._alive = faiss.IDSelectorNot(self._dead_batch) if len(self.dead) else None
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, *, exact_limit: int = EXACT_LIMIT) -> "VectorIndex":
-        """An index of ``vectors`` (n, d) under track ``ids`` (n,)."""
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, *, exact_limit: int = EXACT_LIMIT,
+              progress: Callable[[int], None] | None = None) -> VectorIndex:
+        """An index of ``vectors`` (n, d) under track ``ids`` (n,).
+
+        Vectors go in by ``BUILD_CHUNK``; ``progress(n_added)`` is called after each.
+        """
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
         if len(ids) > exact_limit:
             inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -66,8 +72,12 @@ class VectorIndex:
             inner = faiss.IndexFlatIP(dim)
             kind = "exact"
         index = faiss.IndexIDMap2(inner)
-        if len(ids):
-            index.add_with_ids(normalize(vectors), np.asarray(ids, dtype=np.int64))
+        ids = np.asarray(ids, dtype=np.int64)
+        for start in range(0, len(ids), BUILD_CHUNK):
+            chunk = slice(start, start + BUILD_CHUNK)
+            index.add_with_ids(normalize(vectors[chunk]), ids[chunk])
+            if progress:
+                progress(min(start + BUILD_CHUNK, len(ids)))
         return cls(index, kind)
 
     def __len__(self) -> int:
@@ -139,8 +149,9 @@ def _state(catalogue: Catalogue) -> dict:
     return {"generation": catalogue.generation, "model": catalogue.model}
 
 
-def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT) -> VectorIndex:
-    """The catalogue's vector index, up to date with it.
+def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT,
+               progress: Callable[[int], None] | None = None) -> VectorIndex:
+    """The catalogue's vector index, up to date with it (``progress``: see ``VectorIndex.build``).
 
     Loads the saved index when it reflects the catalogue's current generation;
     otherwise removes (or, in HNSW, marks dead) the tracks deleted or rewritten since
@@ -160,7 +171,7 @@ def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT) -> Vecto
                 updated.save(catalogue.path, wanted)
                 return updated
     ids, vectors = catalogue.arrays("vector")
-    index = VectorIndex.build(ids, vectors, exact_limit=exact_limit)
+    index = VectorIndex.build(ids, vectors, exact_limit=exact_limit, progress=progress)
     index.save(catalogue.path, wanted)
     return index
 
