@@ -1,7 +1,7 @@
 """Library benchmarks: indexing the soundtracks corpus, and query latency at scale.
 
     python bench/bench_library.py index CORPUS_DIR [--excerpts 3,5,10] [--workers 1,2]
-    python bench/bench_library.py query [--sizes 10000,100000,1000000] [--queries 500] [--like LIBRARY]
+    python bench/bench_library.py query [--sizes 10000,100000,1000000] [--queries 500] [--like LIBRARY] [--ef 128,512]
     python bench/bench_library.py update [--tracks 500000] [--removed 5000] [--rewritten 1000]
 
 ``index`` builds one library per setting with ``soundalike index`` (fresh each time),
@@ -11,7 +11,8 @@ CORPUS_DIR is what ``../shared/data/fetch-soundtracks`` writes.
 
 ``query`` times top-10 queries on one thread against synthetic clustered vectors of
 MusiCNN's size (200-d) through soundalike's VectorIndex (exact below 100k tracks,
-HNSW above), with recall@10 against exact search, memory and disk per track.
+HNSW above), with recall@10 against exact search, memory and disk per track; with
+``--ef``, HNSW sizes are queried at each efSearch (candidates kept while searching).
 
 ``update`` removes and re-analyses tracks of a large HNSW library and times bringing
 the index up to date (dead labels) against rebuilding it, then compares query
@@ -165,7 +166,7 @@ def cmd_query(args) -> None:
     import faiss
 
     from soundalike.analysis import normalize
-    from soundalike.library.vectors import VectorIndex
+    from soundalike.library import vectors as vi
 
     faiss.omp_set_num_threads(1)
     like = None
@@ -175,40 +176,38 @@ def cmd_query(args) -> None:
         with Library(args.like) as lib:
             like = np.concatenate([p for _, p in lib.catalogue.iter_patches()])
     rows = []
+    default_ef = vi.HNSW_EF_SEARCH
     for n in [int(s) for s in args.sizes.split(",")]:
         vectors = clustered(n, like)
         queries = clustered(args.queries, like, seed=1)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
-        index = VectorIndex.build(np.arange(n), vectors)
+        index = vi.VectorIndex.build(np.arange(n), vectors)
         faiss.omp_set_num_threads(1)
         build = time.perf_counter() - t0
-        latencies, found = [], []
-        for q in queries:
-            t = time.perf_counter()
-            found.append(index.search(q, 10)[1])
-            latencies.append(time.perf_counter() - t)
+        growth = round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)
         exact = faiss.IndexFlatIP(vectors.shape[1])
         exact.add(normalize(vectors))
-        _, truth = exact.search(normalize(queries), 10)
-        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+        truth = exact.search(normalize(queries), 10)[1]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "x.faiss"
             faiss.write_index(index.index, str(path))
             disk = path.stat().st_size
-        rows.append({"tracks": n, "kind": index.kind, "build_s": round(build, 1),
-                     "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 3),
-                     "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 3),
-                     "recall_at_10": round(float(recall), 4), "index_bytes_per_track": round(disk / n),
-                     "peak_rss_growth_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)})
-        print(json.dumps(rows[-1]), file=sys.stderr)
+        efs = [int(e) for e in args.ef.split(",")] if args.ef and index.kind == "hnsw" else [default_ef]
+        for ef in efs:
+            vi.HNSW_EF_SEARCH = ef  # what VectorIndex.search reads
+            rows.append({"tracks": n, "kind": index.kind, "ef_search": ef if index.kind == "hnsw" else None,
+                         "build_s": round(build, 1), **timed_queries(index, queries, truth),
+                         "index_bytes_per_track": round(disk / n), "peak_rss_growth_mib": growth})
+            print(json.dumps(rows[-1]), file=sys.stderr)
+        vi.HNSW_EF_SEARCH = default_ef
         del index, exact, vectors
-    print("| tracks | index | build s | p50 ms | p99 ms | recall@10 | index bytes/track |")
-    print("|---|---|---|---|---|---|---|")
+    print("| tracks | index | efSearch | build s | p50 ms | p99 ms | recall@10 | index bytes/track |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['tracks']:,} | {r['kind']} | {r['build_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} "
-              f"| {r['index_bytes_per_track']} |")
+        print(f"| {r['tracks']:,} | {r['kind']} | {r['ef_search'] or '–'} | {r['build_s']} | {r['p50_ms']} "
+              f"| {r['p99_ms']} | {r['recall_at_10']} | {r['index_bytes_per_track']} |")
 
 
 class _Catalogue:
@@ -298,6 +297,7 @@ def main() -> int:
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--like", type=Path, help="a real library whose patch embeddings shape the synthetic vectors")
+    p.add_argument("--ef", help="HNSW efSearch values to compare, e.g. 128,256,512,1024 (default: the library's)")
     p.set_defaults(func=cmd_query)
     p = sub.add_parser("update")
     p.add_argument("--tracks", type=int, default=500_000)
