@@ -49,19 +49,30 @@ class Candidates(NamedTuple):
 class Seed:
     """A query resolved to vectors: a library track, or a file analysed on the fly.
 
-    vector : (d,) track vector; tags : (n_tags,) mean tag probabilities;
-    patches : (P, d) patch embeddings; starts : (P,) seconds
+    entry : the library track, or (id None) the outside file's absolute path and tags,
+    as a playlist lists it; path : as given; vector : (d,) track vector; tags :
+    (n_tags,) mean tag probabilities; patches : (P, d) patch embeddings; starts : (P,) seconds
     """
 
-    track: Track | None
+    entry: Track
     path: str
-    artist: str | None
-    duration: float | None
     vector: np.ndarray
     tags: np.ndarray
     patches: np.ndarray
     starts: np.ndarray
-    entry: Track  # as a playlist entry: the library track, or the outside file's tags with id None
+
+    @property
+    def track(self) -> Track | None:
+        """The library track, None for an outside file."""
+        return self.entry if self.entry.id is not None else None
+
+    @property
+    def artist(self) -> str | None:
+        return self.entry.artist
+
+    @property
+    def duration(self) -> float | None:
+        return self.entry.duration
 
 
 class Library:
@@ -85,15 +96,15 @@ class Library:
     @functools.cached_property
     def index(self) -> VectorIndex:
         """The vector index, brought up to date with the catalogue (and saved) on first use."""
-        return open_index(self.catalogue, exact_limit=self.exact_limit)
+        return self.refresh_index()
 
     def refresh_index(self, progress: Callable[[int], None] | None = None) -> VectorIndex:
         """Bring the saved vector index up to date with the catalogue now.
 
         ``progress(n_added)`` is called while the index is being rebuilt, if it is.
         """
-        self.__dict__["index"] = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress)
-        return self.index
+        index = self.__dict__["index"] = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress)
+        return index
 
     @functools.cached_property
     def model(self):
@@ -180,8 +191,7 @@ class Library:
     def seed(self, track: Track) -> Seed:
         patches, starts = self.catalogue.patches(track.id)
         ids, tags = self.catalogue.arrays("tags", [track.id])
-        return Seed(track, track.path, track.artist, track.duration, self.vectors([track.id])[0],
-                    tags[0], patches, starts, track)
+        return Seed(track, track.path, self.vectors([track.id])[0], tags[0], patches, starts)
 
     def analyse_outside(self, path: str | os.PathLike) -> Seed:
         """Analyse a file that is not in the library (it is not added)."""
@@ -193,8 +203,7 @@ class Library:
         else:
             vector = analysis.aggregate(result.embeddings)
         entry = Track(None, str(Path(path).resolve()), meta.artist, meta.title, meta.album, meta.genre, meta.duration)
-        return Seed(None, str(path), meta.artist, meta.duration, vector,
-                    result.tag_probabilities, result.embeddings, result.starts, entry)
+        return Seed(entry, str(path), vector, result.tag_probabilities, result.embeddings, result.starts)
 
     def seed_tags(self, seed: Seed, n: int) -> list[tuple[str, float]]:
         """A seed's ``n`` most probable tags as (name, probability), best first."""
