@@ -187,9 +187,10 @@ def _update(catalogue: Catalogue, index: VectorIndex, since: int, exact_limit: i
         return None
     labels = index.labels
     live = labels[~np.isin(labels, index.dead)]
+    live_tracks = live & TRACK_MASK
     rewritten = catalogue.changed_since(since)
-    stale = live[~np.isin(live & TRACK_MASK, current) | np.isin(live & TRACK_MASK, rewritten)]
-    missing = np.union1d(np.setdiff1d(current, live & TRACK_MASK), rewritten)
+    stale = live[~np.isin(live_tracks, current) | np.isin(live_tracks, rewritten)]
+    missing = np.union1d(np.setdiff1d(current, live_tracks), rewritten)
     dead = index.dead
     if index.kind == "hnsw":
         dead = np.union1d(dead, stale)
