@@ -44,12 +44,18 @@ def test_chunked_equals_whole(split_seed):
         np.testing.assert_array_equal(a, b)
 
 
-def test_short_signal_gives_one_zero_padded_window():
-    y = np.full(1000, 0.5, np.float32)
+def test_short_signal_repeats_to_fill_one_window():
+    """MusiCNN was trained with short clips repeated ("repeat-pad"), not zero-padded."""
+    y = np.arange(1, 1001, dtype=np.float32)
     (window,) = iter_windows([y], SPEC)
     assert window.shape == (SPEC.length,)
-    np.testing.assert_array_equal(window[256:1256], y)
-    assert not window[:256].any() and not window[1256:].any()
+    assert not window[:256].any()  # the STFT context before the signal stays silent
+    content = window[256:]
+    np.testing.assert_array_equal(content[:1000], y)
+    np.testing.assert_array_equal(content, np.tile(y, len(content) // 1000 + 1)[: len(content)])
+    # however it arrives in blocks
+    (chunked,) = iter_windows([y[:300], y[300:301], y[301:]], SPEC)
+    np.testing.assert_array_equal(chunked, window)
 
 
 def test_analysis_shapes_and_patch_times(msd_model):

@@ -17,7 +17,7 @@ import synth
 from soundalike import ParameterError
 from soundalike.cli import main
 from soundalike.library import Library
-from soundalike.library.vectors import VectorIndex
+from soundalike.library.vectors import VectorIndex, library_space
 
 from songs import RATE, SECONDS, SONGS, make_music, render, write_song  # noqa: F401
 
@@ -49,9 +49,11 @@ def test_index_stores_tracks_with_metadata_and_arrays(built):
         assert t.duration == pytest.approx(SECONDS, abs=0.1)
         assert tracks["clicks.wav"].artist is None
         patches, starts = lib.catalogue.patches(t.id)
-        assert patches.shape == (2, 200) and np.allclose(starts, [0, 2.992])
-        np.testing.assert_allclose(lib.vectors([t.id])[0], patches.mean(axis=0), atol=1e-2)
-        assert lib.catalogue.model == "mtt-musicnn" and len(lib.catalogue.tag_names) == 50
+        assert patches.shape == (2, 400) and np.allclose(starts, [0, 2.992])
+        np.testing.assert_allclose(lib.catalogue.arrays("vector", [t.id])[1][0], patches.mean(axis=0), atol=1e-2)
+        # the default: MSD's and MTT's embeddings side by side, and both tag sets (8 tags in common)
+        assert lib.catalogue.model == "msd-mtt-musicnn" and len(lib.catalogue.tag_names) == 92
+        assert lib.space.blocks == (200, 200) and lib.space.weights == (0.6, 0.4)
         # 7 s is too short for the default 10-patch excerpt: analysed whole, and recorded so
         assert {r[0] for r in lib.catalogue.db.execute("SELECT excerpt FROM tracks")} == {0}
 
@@ -177,7 +179,7 @@ def test_tag_filter(built, music, capsys):
     found = run_json(capsys, "similar", seed, "--library", str(built), "--tag", "ambient", "--min-prob", "1", "--json")
     assert {r["title"] for r in found} <= {"Low Chord", "Mid Chord"} and found
     assert main(["similar", seed, "--library", str(built), "--tag", "polka"]) == 2
-    assert "unknown tag 'polka'; the model's tags are: guitar, classical" in capsys.readouterr().err
+    assert "unknown tag 'polka'; the model's tags are: rock, pop, alternative" in capsys.readouterr().err
 
 
 def test_tags_and_search_by_tag(built, music, capsys):
@@ -198,8 +200,9 @@ def test_export(built, tmp_path, suffix, capsys):
     out = tmp_path / f"lib{suffix}"
     assert main(["export", "--library", str(built), "--out", str(out)]) == 0
     with Library(built) as lib:
-        ids, vectors = lib.catalogue.arrays("vector")
-        _, tags = lib.catalogue.arrays("tags")
+        ids = np.array([t.id for t in lib.catalogue.tracks()])
+        vectors = lib.vectors(ids)  # what similarity compares
+        _, tags = lib.catalogue.arrays("tags", ids)
         if suffix == ".npz":
             data = np.load(out)
             np.testing.assert_array_equal(data["ids"], ids)
@@ -211,14 +214,14 @@ def test_export(built, tmp_path, suffix, capsys):
 
             rows = list(csv.DictReader(open(out, encoding="utf-8")))
             assert [int(r["id"]) for r in rows] == ids.tolist()
-            np.testing.assert_allclose([float(rows[0][f"v{i}"]) for i in range(200)], vectors[0], rtol=1e-5)
+            np.testing.assert_allclose([float(rows[0][f"v{i}"]) for i in range(400)], vectors[0], rtol=1e-5, atol=1e-6)
             rock = lib.catalogue.tag_names.index("rock")
             assert float(rows[0]["tag:rock"]) == pytest.approx(tags[0, rock], abs=1e-5)
 
 
 def test_stats(built, capsys):
     stats = run_json(capsys, "stats", "--library", str(built), "--json")
-    assert stats["tracks"] == 7 and stats["model"] == "mtt-musicnn" and stats["index"] == "exact"
+    assert stats["tracks"] == 7 and stats["model"] == "msd-mtt-musicnn" and stats["index"] == "exact"
     assert stats["bytes_on_disk"] > 0 and stats["hours"] == pytest.approx(7 * SECONDS / 3600, abs=0.01)
 
 
@@ -236,7 +239,8 @@ def test_other_model_refused_on_existing_library(built, music, tmp_path, capsys)
     library = tmp_path / "lib.sqlite"
     shutil.copy(built, library)
     assert main(["index", str(music), "--library", str(library), "--model", "msd-musicnn"]) == 2
-    assert "was indexed with model 'mtt-musicnn', not 'msd-musicnn'" in capsys.readouterr().err
+    assert ("was indexed with model 'msd-mtt-musicnn', not 'msd-musicnn'; use --model msd-mtt-musicnn, "
+            "another --library, or --reanalyze") in capsys.readouterr().err
 
 
 # --- the vector index ------------------------------------------------------------------
@@ -253,15 +257,15 @@ def test_stale_index_is_brought_up_to_date(built, music, tmp_path):
         extra = write_song(tmp_path, "x/extra.flac", "X", "Extra", None, ("tone", 660))
         st = extra.stat()
         todo = [indexer.FileState(str(extra), st.st_size, st.st_mtime_ns)]
-        list(indexer.run(lib.catalogue, todo, model_name="mtt-musicnn", workers=1))
+        list(indexer.run(lib.catalogue, todo, model_name=lib.catalogue.model, workers=1))
         gone = next(iter(old_ids))
         lib.catalogue.remove([lib.catalogue.track(gone).path])
         current = set(lib.catalogue.ids().tolist())
     with Library(library) as lib:
         assert set(lib.index.ids.tolist()) == current != old_ids
         ids, vectors = lib.catalogue.arrays("vector")
-        fresh = VectorIndex.build(ids, vectors)
-        q = vectors[0]
+        fresh = VectorIndex.build(ids, vectors, library_space(lib.catalogue))
+        q = lib.space.project(vectors[0])
         np.testing.assert_array_equal(lib.index.search(q, 5)[1], fresh.search(q, 5)[1])
 
 
@@ -279,6 +283,7 @@ def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypa
     library = tmp_path / "lib.sqlite"
     shutil.copy(built, library)
     monkeypatch.setattr(vectors, "MAX_DEAD_FRACTION", 0.5)
+    monkeypatch.setattr(vectors, "CENTRE_TOLERANCE", float("inf"))  # 7 tracks: every change moves the mean
 
     def hnsw():
         with Library(library, exact_limit=3) as lib:
@@ -290,7 +295,7 @@ def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypa
         st = path.stat()
         with Library(library) as lib:
             list(indexer.run(lib.catalogue, [indexer.FileState(str(path), st.st_size, st.st_mtime_ns)],
-                             model_name="mtt-musicnn", workers=1))
+                             model_name=lib.catalogue.model, workers=1))
 
     index, ids, _ = hnsw()
     assert index.kind == "hnsw" and len(index) == index.index.ntotal == len(ids) == 7
@@ -305,8 +310,8 @@ def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypa
     # nothing rebuilt: 7 + the first and the second version of extra, two of them dead
     assert index.index.ntotal == 9 and len(index) == 7 and len(index.dead) == 2
     assert sorted(index.ids.tolist()) == sorted(ids.tolist()) and gone not in ids
-    fresh = VectorIndex.build(ids, vecs)
-    new_vector = vecs[ids == extra][0]
+    fresh = VectorIndex.build(ids, vecs, index.space)  # the same centre: the one the index was built around
+    new_vector = index.space.project(vecs[ids == extra][0])
     for reopened in (index, hnsw()[0]):  # also as loaded from disk
         scores, found = reopened.search(new_vector, 10)
         assert sorted(found.tolist()) == sorted(ids.tolist())  # each live track once, no dead label
@@ -418,7 +423,8 @@ def test_worker_processes_give_the_same_vectors(music, built, tmp_path, capsys):
     with Library(library) as lib, Library(built) as ref:
         for track in lib.catalogue.tracks():
             other = ref.catalogue.track_by_path(track.path)
-            np.testing.assert_allclose(lib.vectors([track.id]), ref.vectors([other.id]), atol=1e-4)
+            np.testing.assert_allclose(lib.catalogue.arrays("vector", [track.id])[1],
+                                       ref.catalogue.arrays("vector", [other.id])[1], atol=1e-4)
 
 
 CRASHER = """
@@ -452,7 +458,7 @@ def test_a_worker_crash_fails_only_its_file(tmp_path, monkeypatch):
     with Library(tmp_path / "c.sqlite", create=True) as lib:
         todo = indexer.plan(lib.catalogue, [root]).todo
         outcomes = {Path(o.path).stem: o.reason for o in
-                    indexer.run(lib.catalogue, todo, model_name="mtt-musicnn", workers=2)}
+                    indexer.run(lib.catalogue, todo, model_name="msd-musicnn", workers=2)}
         assert outcomes == {"a": None, "b": None, "c": None, "d": None,
                             "crash_me": "the analysis process crashed on this file"}
         assert sorted(t.title for t in lib.catalogue.tracks()) == ["a", "b", "c", "d"]

@@ -10,7 +10,7 @@ from soundalike import ParameterError
 from soundalike.audio import TrackMetadata
 from soundalike.cli import main
 from soundalike.library import Library
-from soundalike.library.catalogue import TrackRecord
+from soundalike.library.catalogue import ModelDescription, TrackRecord
 from soundalike.playlist_files import Entry, read_m3u, read_xspf, write_m3u, write_xspf
 from soundalike.playlists import RadioSettings, naive_path, next_track, path, radio, step_distances
 
@@ -31,7 +31,7 @@ def ring(tmp_path):
     """40 tracks on a circle in the plane of dims 0-1 (angle = index x 9 degrees),
     8 artists in turn, lengths 3 s apart, plus a duplicate of track 0 (same vector and length)."""
     lib = Library(tmp_path / "ring.sqlite", create=True)
-    lib.catalogue.bind_model("test", ["a", "b", "c"], DIM)
+    lib.catalogue.bind_model(ModelDescription("test", ("a", "b", "c"), (DIM,), (1.0,)))
     rng = np.random.default_rng(0)
     for i in range(40):
         angle = np.deg2rad(9 * i)
@@ -158,14 +158,16 @@ def test_drunk_paths_differ_by_seed_and_repeat_with_one(ring):
 def test_path_beats_the_naive_method_where_tracks_clump(tmp_path):
     """Tracks crowd near the start: the naive method, taking the nearest unused track
     to each point of the line, runs out of tracks near the end and steps back, then
-    jumps; the path spreads its steps."""
+    jumps; the path spreads its steps. (Each track has a mirror image opposite, far
+    from every path here, so that the library's mean, the centre of its space, is 0.)"""
     lib = Library(tmp_path / "clump.sqlite", create=True)
-    lib.catalogue.bind_model("test", ["a", "b", "c"], DIM)
+    lib.catalogue.bind_model(ModelDescription("test", ("a", "b", "c"), (DIM,), (1.0,)))
     angles = [*range(0, 21, 2), 45, 90]
     for i, angle in enumerate(angles):
         v = np.zeros(DIM)
         v[0], v[1] = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
         add(lib, f"c{i:02d}", v, f"a{i}", duration=100 + 5 * i)
+        add(lib, f"mirror{i:02d}", -v, f"m{i}", duration=300 + 5 * i)
     ends = [lib.resolve("/music/c00.mp3"), lib.resolve(f"/music/c{len(angles) - 1:02d}.mp3")]
     ours = step_distances(lib, path(lib, ends, length=5))
     naive = step_distances(lib, naive_path(lib, ends, length=5))

@@ -15,9 +15,9 @@ import numpy as np
 from . import __version__, audio, playlists, recommend
 from .playlist_files import Entry, write_m3u, write_xspf
 from .analysis import DEFAULT_BATCH, analyze_blocks
-from .errors import SoundalikeError
+from .errors import ParameterError, SoundalikeError
 from .library import Library, indexer
-from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, REGISTRY, load_model
+from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, FORMER_LIBRARY_DEFAULTS, REGISTRY, load_model
 from .models.trained import is_model_path
 
 def _progress(blocks, *, total_seconds: float | None, sr: int, label: str):
@@ -41,7 +41,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                             model, batch_size=args.batch_size, offset=args.start)
     if result.padded:
         print(f"note: {args.file} is shorter than one {model.window.length / sr:.2f} s patch; "
-              "it was zero-padded to one patch", file=sys.stderr)
+              "it was repeated to fill one patch", file=sys.stderr)
     if args.out:
         np.savez_compressed(args.out, taggram=result.taggram, penultimate=result.embeddings,
                             tags=np.array(result.tags), starts=result.starts,
@@ -60,19 +60,42 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_for_run(args: argparse.Namespace, catalogue) -> tuple[str, bool]:
+    """(model to analyse with, whether this run re-analyses the whole library), with notes
+    on stderr about a library left on a former default or a re-analysis in progress."""
+    current = catalogue.model
+    reanalyze = bool(args.reanalyze and current)
+    if reanalyze or not current:
+        return args.model or DEFAULT_LIBRARY_MODEL, reanalyze
+    if args.model is None and current in FORMER_LIBRARY_DEFAULTS and catalogue.get_meta("model_choice") != "explicit":
+        print(f"note: this library was analysed with {current}, the default of soundalike before 0.2; the default "
+              f"is now {DEFAULT_LIBRARY_MODEL}, which finds music that sounds alike better (see the README). "
+              "'soundalike index --reanalyze' re-analyses the whole library with it; the library keeps "
+              f"answering with {current} until that is done.", file=sys.stderr)
+    staged = catalogue.staged_model
+    if staged is not None:
+        print(f"note: a re-analysis with {staged.name} is under way ({catalogue.unstaged_count()} tracks left); "
+              "'soundalike index --reanalyze' continues it", file=sys.stderr)
+    return args.model or current, False
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if not args.dirs and not args.reanalyze:
+        raise ParameterError("give the folders (or files) of music to index")
     with Library(args.library, create=True) as library:
         catalogue = library.catalogue
-        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt)
+        new_library = catalogue.model is None
+        model_name, reanalyze = _model_for_run(args, catalogue)
+        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt,
+                            reanalyze=reanalyze)
         removed = catalogue.remove(plan.removed)
-        model_name = args.model or catalogue.model or DEFAULT_LIBRARY_MODEL
         failed, indexed, seconds = [], 0, 0.0
         outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
-                               excerpt=args.excerpt)
-        with tqdm(total=len(plan.todo), unit="track", desc="indexing", disable=not plan.todo or None,
-                  dynamic_ncols=True) as bar:
+                               excerpt=args.excerpt, reanalyze=reanalyze)
+        with tqdm(total=len(plan.todo), unit="track", desc="re-analysing" if reanalyze else "indexing",
+                  disable=not plan.todo or None, dynamic_ncols=True) as bar:
             for outcome in outcomes:
                 bar.update(1)
                 if outcome.reason is None:
@@ -82,6 +105,12 @@ def cmd_index(args: argparse.Namespace) -> int:
                 else:
                     failed.append(outcome)
                     bar.write(f"failed: {outcome.path}: {outcome.reason}")
+        if reanalyze:
+            catalogue.finish_staging()
+            print(f"the library now uses {model_name} (every track re-analysed; tracks that failed are listed "
+                  "below and left the library)")
+        if new_library or reanalyze:
+            catalogue.set_meta("model_choice", "explicit" if args.model else "default")
         aggregation = args.aggregate or library.aggregation
         if aggregation != "mean" or aggregation != library.aggregation:
             library.reaggregate(aggregation)
@@ -178,7 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .library import export
 
     with Library(args.library, create=False) as library:
-        n = export.export(library.catalogue, args.out)
+        n = export.export(library, args.out)
     print(f"exported {n} tracks to {args.out}")
     return 0
 
@@ -190,7 +219,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import report
 
     items = evaluation.collect(args.path, args.labels, group_by=args.group_by)
-    variants = [evaluation.Variant(aggregate=a, hop=args.hop, excerpt=args.excerpt) for a in args.aggregate.split(",")]
+    variants = [evaluation.Variant(aggregate=a, hop=args.hop, excerpt=args.excerpt, centre=not args.no_centre)
+                for a in args.aggregate.split(",")]
     ks = tuple(int(k) for k in args.k.split(","))
 
     def progress(iterable, total, label):
@@ -299,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="library file (default: $SOUNDALIKE_LIBRARY or the user data directory)")
 
     p = sub.add_parser("index", parents=[lib], help="analyse a music collection into the library")
-    p.add_argument("dirs", nargs="+", help="folders (or files) of music")
+    p.add_argument("dirs", nargs="*", help="folders (or files) of music")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="parallel analysis processes (default: one per core)")
     p.add_argument("--excerpt", type=int, default=indexer.DEFAULT_EXCERPT,
@@ -309,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"network for a new library: {', '.join(sorted(REGISTRY))} or a trained RUN_DIR "
                         f"(default {DEFAULT_LIBRARY_MODEL})")
     p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
+    p.add_argument("--reanalyze", action="store_true",
+                   help=f"re-analyse every track of the library with --model (default {DEFAULT_LIBRARY_MODEL}); "
+                        "the library keeps answering with its old model until all are done, then switches at once")
     p.add_argument("--aggregate", choices=["mean", "tfidf"], default=None,
                    help="track vector from patches: mean (default) or TF-IDF weighted as in Deej-A.I.")
     p.set_defaults(func=cmd_index)
@@ -365,13 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", required=True, help="folder, filename, or a CSV of path,label[,group]")
     p.add_argument("--group-by", choices=["track", "artist", "album"], default="track",
                    help="items sharing this never count as hits for each other (default track)")
-    p.add_argument("--models", default="descriptors,msd-musicnn,mtt-musicnn,random-musicnn",
-                   help="embedders to compare: descriptors, msd-musicnn, mtt-musicnn, random-musicnn, "
-                        "msd-musicnn:tags, mtt-musicnn:tags, or a trained RUN_DIR")
+    p.add_argument("--models", default=f"descriptors,msd-musicnn,mtt-musicnn,{DEFAULT_LIBRARY_MODEL},random-musicnn",
+                   help=f"embedders to compare: {', '.join(sorted(REGISTRY))}, NAME:tags (its tag probabilities "
+                        "as vectors), or a trained RUN_DIR (default %(default)s)")
     p.add_argument("--k", default="5,10", help="precision cut-offs (default 5,10)")
     p.add_argument("--aggregate", default="mean", help="patch aggregations: mean, meanstd, tfidf (comma-separated)")
     p.add_argument("--hop", type=float, default=None, help="seconds between patches (default: side by side)")
     p.add_argument("--excerpt", type=int, default=0, help="N spread patches per track (default 0: all)")
+    p.add_argument("--no-centre", action="store_true",
+                   help="compare raw cosines instead of centring on the dataset's mean as a library does")
     p.add_argument("--out", help="REPORT.md or REPORT.json")
     p.set_defaults(func=cmd_evaluate)
 

@@ -1,7 +1,7 @@
 """Playlists from the library: radio that keeps playing, and paths between songs.
 
-Vectors are compared by cosine on unit vectors; "distance" below is cosine distance,
-``1 - cos``, in [0, 2].
+Vectors are the library's unit vectors (:attr:`Library.space`), compared by cosine;
+"distance" below is cosine distance, ``1 - cos``, in [0, 2].
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
     history = list(history)
     history_tracks = library.catalogue.tracks(history)
     # everything played so far, seeds first: (unit vector, duration)
-    played = [(normalize(s.vector), s.duration) for s in seeds]
+    played = [(s.vector, s.duration) for s in seeds]
     if history:
-        played += list(zip(normalize(library.vectors(history)), (t.duration for t in history_tracks)))
+        played += list(zip(library.vectors(history), (t.duration for t in history_tracks)))
     query = normalize(np.mean([v for v, _ in played[-settings.keep_on:]], axis=0))
     avoid = {s.track.id for s in seeds if s.track is not None} | set(history)
     recent_artists = set()
@@ -185,7 +185,7 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
     if len(set(keys)) != len(keys):
         raise ParameterError("a waypoint appears twice in the path")
     rng = np.random.default_rng(random_seed)
-    points = normalize(np.stack([w.vector for w in waypoints]))
+    points = np.stack([w.vector for w in waypoints])
     legs = 1 - np.einsum("ij,ij->i", points[:-1], points[1:])
     per_leg = _split(length - len(waypoints), legs)
     used = {w.track.id for w in waypoints if w.track}
@@ -208,7 +208,7 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
                 if track.artist:
                     artists[track.artist.casefold()] = artists.get(track.artist.casefold(), 0) + 1
             playlist += chosen
-            used_vectors += [(v, t.duration) for v, t in zip(normalize(library.vectors([t.id for t in chosen])), chosen)]
+            used_vectors += [(v, t.duration) for v, t in zip(library.vectors([t.id for t in chosen]), chosen)]
         playlist.append(waypoints[leg + 1].entry)
     return playlist
 
@@ -265,7 +265,7 @@ def _first_conflict(chosen: list[Track], artists: dict[str, int], max_per_artist
 def naive_path(library: Library, waypoints: Sequence[Seed], *, length: int, unused: bool = True) -> list[Track]:
     """The baseline: the nearest track to each evenly spaced point on the straight
     line between waypoints (unused tracks only when ``unused``), for comparison."""
-    points = normalize(np.stack([w.vector for w in waypoints]))
+    points = np.stack([w.vector for w in waypoints])
     legs = 1 - np.einsum("ij,ij->i", points[:-1], points[1:])
     per_leg = _split(length - len(waypoints), legs)
     playlist, used = [waypoints[0].entry], {w.track.id for w in waypoints if w.track}
@@ -282,5 +282,5 @@ def naive_path(library: Library, waypoints: Sequence[Seed], *, length: int, unus
 
 def step_distances(library: Library, playlist: Sequence[Track]) -> np.ndarray:
     """Cosine distances between consecutive tracks, shape (len(playlist) - 1,)."""
-    v = normalize(library.vectors([t.id for t in playlist]))
+    v = library.vectors([t.id for t in playlist])
     return 1 - np.einsum("ij,ij->i", v[:-1], v[1:])

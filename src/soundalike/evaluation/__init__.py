@@ -3,7 +3,10 @@
 A dataset is a folder of audio files with a label per file (from its folder, its file
 name, or a CSV) and a group (the track itself, or its artist or album). Each embedder
 turns every file into patch vectors; a variant (aggregation, patch hop, excerpt)
-turns those into item vectors, which the metrics of :mod:`.metrics` score.
+turns those into item vectors, compared in the embedder's space centred on the
+dataset's mean (as a library of these files would be: the same analysis function and
+the same :class:`~soundalike.analysis.Space` as ``soundalike index``), which the
+metrics of :mod:`.metrics` score.
 """
 
 from __future__ import annotations
@@ -18,15 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import analysis, audio
+from ..analysis import Space, model_space
 from ..datasets import LABEL_SEPARATOR
 from ..errors import ParameterError
 from ..library.indexer import find_audio
-from ..models import load_model
+from ..models import REGISTRY, load_model
 from ..models.trained import is_model_path
 from .metrics import Retrieval, probe_accuracy, retrieval, tag_auc
 
-MODEL_EMBEDDERS = ("descriptors", "msd-musicnn", "mtt-musicnn", "random-musicnn")
-EMBEDDERS = (*MODEL_EMBEDDERS, "msd-musicnn:tags", "mtt-musicnn:tags")
 AGGREGATIONS = ("mean", "meanstd", "tfidf")
 
 
@@ -50,12 +52,15 @@ class Variant:
     aggregate: str = "mean"
     hop: float | None = None  # seconds between patches; None: side by side
     excerpt: int = 0  # patches per track; 0: all
+    centre: bool = True  # centre on the dataset's mean, as a library does; False: raw cosines
 
     def describe(self) -> str:
         parts = [self.aggregate]
         if self.hop:
             parts.append(f"hop {self.hop:g} s")
         parts.append(f"{self.excerpt} patches" if self.excerpt else "full track")
+        if not self.centre:
+            parts.append("not centred")
         return ", ".join(parts)
 
 
@@ -118,27 +123,23 @@ def _model_features(name: str) -> Callable[[str, Variant], Features]:
     def features(path: str, variant: Variant) -> Features:
         key = (path, variant.hop, variant.excerpt)
         if key not in cache:
-            cache[key] = analyse(path, variant)
+            result = analysis.analyse_track(path, model, excerpt=variant.excerpt,
+                                            hop=round(variant.hop * sr) if variant.hop else None)
+            cache[key] = Features(result.embeddings, result.taggram)
         return cache[key]
 
-    def analyse(path: str, variant: Variant) -> Features:
-        hop = round(variant.hop * sr) if variant.hop else None
-        duration = audio.read_metadata(path).duration if variant.excerpt else None
-        if variant.excerpt and duration and analysis.excerpt_starts(duration, variant.excerpt, model.window) is not None:
-            result = analysis.analyze_excerpts(path, model, n=variant.excerpt, duration=duration)
-        else:
-            result = analysis.analyze(path, model, hop=hop)
-        return Features(result.embeddings, result.taggram)
-
     features.tag_names = model.labels
+    features.space = model_space(model)
     return features
 
 
 def embedder(name: str) -> Callable[[str, Variant], Features]:
-    """A function (path, variant) -> Features for an embedder name of ``EMBEDDERS``, or a
-    model trained with ``soundalike train`` (its file or run directory, ``:tags`` allowed)."""
+    """A function (path, variant) -> Features for a registered model's name, or a model
+    trained with ``soundalike train`` (its file or run directory); ``NAME:tags`` takes
+    its tag probabilities as the vectors. The function's ``space`` tells how its
+    vectors are compared (:class:`~soundalike.analysis.Space`, before centring)."""
     model = name.removesuffix(":tags")
-    if model in MODEL_EMBEDDERS or is_model_path(model):
+    if model in REGISTRY or is_model_path(model):
         features = _model_features(model)
         if name.endswith(":tags"):
             def tags_as_vectors(path, variant, features=features):
@@ -146,21 +147,31 @@ def embedder(name: str) -> Callable[[str, Variant], Features]:
                 return Features(f.tags, f.tags)
 
             tags_as_vectors.tag_names = features.tag_names
+            tags_as_vectors.space = Space((len(features.tag_names),), (1.0,))
             return tags_as_vectors
         return features
-    raise ParameterError(f"unknown embedder {name!r}; known: {', '.join(EMBEDDERS)}, "
-                         "or a trained model's file or run directory")
+    raise ParameterError(f"unknown embedder {name!r}; known: {', '.join(sorted(REGISTRY))} (NAME:tags for "
+                         "their tag probabilities), or a trained model's file or run directory")
 
 
 def item_vectors(features: list[Features], aggregate: str) -> np.ndarray:
-    """One vector per item from its patches: mean, mean and deviation, or TF-IDF."""
+    """One raw vector per item from its patches: mean, mean and deviation, or TF-IDF."""
     if aggregate == "mean":
-        return np.stack([f.patches.mean(axis=0) for f in features])
+        return np.stack([analysis.aggregate(f.patches) for f in features])
     if aggregate == "meanstd":
         return np.stack([np.concatenate([f.patches.mean(axis=0), f.patches.std(axis=0)]) for f in features])
     if aggregate == "tfidf":
         return np.stack(analysis.tfidf_vectors([f.patches for f in features]))
     raise ParameterError(f"aggregate must be one of {', '.join(AGGREGATIONS)}, got {aggregate!r}")
+
+
+def search_vectors(features: list[Features], variant: Variant, space: Space) -> np.ndarray:
+    """The items' unit vectors (n, d) in ``space`` centred on their mean (unless
+    ``variant.centre`` is False): what a library of these files would compare."""
+    raw = item_vectors(features, variant.aggregate)
+    if variant.aggregate == "meanstd":  # means and deviations: each block twice
+        space = Space(space.blocks * 2, space.weights * 2)
+    return space.with_centre(raw.astype(np.float64).mean(axis=0) if variant.centre else None).project(raw)
 
 
 # --- running ---------------------------------------------------------------------------
@@ -177,11 +188,11 @@ def evaluate(items: list[Item], embedders: list[str], variants: list[Variant], *
     rows = []
     for name in embedders:
         features_of = embedder(name)  # remembers analyses: variants differing only in aggregation reuse them
-        tag_names = getattr(features_of, "tag_names", None)
+        tag_names = features_of.tag_names
         for variant in variants:
             features = [features_of(item.path, variant)
                         for item in progress(iter(items), len(items), f"{name} ({variant.describe()})")]
-            vectors = item_vectors(features, variant.aggregate)
+            vectors = search_vectors(features, variant, features_of.space)
             result = retrieval(vectors, flat if single else labels, groups, ks=ks)
             try:
                 probe = probe_accuracy(vectors, flat, groups) if single else float("nan")

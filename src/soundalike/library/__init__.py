@@ -12,10 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import analysis, audio
-from ..analysis import normalize
+from ..analysis import Space
 from ..errors import ParameterError, SoundalikeError
 from ..models import load_model
-from .catalogue import Catalogue, LibraryError, Track, TrackRecord
+from .catalogue import Catalogue, LibraryError, ModelDescription, Track, TrackRecord
 from .vectors import EXACT_LIMIT, VectorIndex, open_index
 
 LIBRARY_ENV = "SOUNDALIKE_LIBRARY"
@@ -37,7 +37,7 @@ class QueryError(SoundalikeError):
 
 class Candidates(NamedTuple):
     """The nearest tracks to a query, best first, row-aligned: scores (k,) cosine,
-    ids (k,), tracks (k Track), unit (k, d) their unit track vectors."""
+    ids (k,), tracks (k Track), unit (k, d) their vectors in the library's space."""
 
     scores: np.ndarray
     ids: np.ndarray
@@ -50,8 +50,9 @@ class Seed:
     """A query resolved to vectors: a library track, or a file analysed on the fly.
 
     entry : the library track, or (id None) the outside file's absolute path and tags,
-    as a playlist lists it; path : as given; vector : (d,) track vector; tags :
-    (n_tags,) mean tag probabilities; patches : (P, d) patch embeddings; starts : (P,) seconds
+    as a playlist lists it; path : as given; vector : (d,) unit track vector in the
+    library's space (:attr:`Library.space`); tags : (n_tags,) mean tag probabilities;
+    patches : (P, d) raw patch embeddings; starts : (P,) seconds
     """
 
     entry: Track
@@ -106,6 +107,11 @@ class Library:
         index = self.__dict__["index"] = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress)
         return index
 
+    @property
+    def space(self) -> Space:
+        """Where similarity is measured (the index's space: the library's mean as centre)."""
+        return self.index.space
+
     @functools.cached_property
     def model(self):
         if not self.catalogue.model:
@@ -147,12 +153,13 @@ class Library:
         return np.union1d(ids[probs >= min_prob], by_genre)
 
     def nearest(self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine scores and ids of the ``k`` nearest tracks (restricted to ``allowed``)."""
+        """Cosine scores and ids of the ``k`` nearest tracks to a unit ``vector`` of
+        :attr:`space` (restricted to ``allowed``)."""
         if allowed is not None and len(allowed) <= SUBSET_EXACT_LIMIT and self.index.kind != "exact":
             ids, vectors = self.catalogue.arrays("vector", allowed)
             if not len(ids):
                 return np.zeros(0, np.float32), np.zeros(0, np.int64)
-            scores = normalize(vectors) @ normalize(vector)
+            scores = self.space.project(vectors) @ vector
             order = np.argsort(-scores, kind="stable")[:k]
             return scores[order], ids[order]
         return self.index.search(vector, k, allowed=allowed)
@@ -160,13 +167,15 @@ class Library:
     def candidates(self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> Candidates:
         """:meth:`nearest`, with each hit's track and unit vector, for rules to filter."""
         scores, ids = self.nearest(vector, k, allowed=allowed)
-        return Candidates(scores, ids, self.catalogue.tracks(ids), normalize(self.vectors(ids)))
+        return Candidates(scores, ids, self.catalogue.tracks(ids), self.vectors(ids))
 
     def vectors(self, ids) -> np.ndarray:
-        """Track vectors (n, d) in the order of ``ids``."""
+        """Unit track vectors (n, d) in :attr:`space`, in the order of ``ids``."""
+        if not len(ids):
+            return np.zeros((0, self.space.dim), np.float32)
         found, matrix = self.catalogue.arrays("vector", ids)
         position = {int(i): row for row, i in enumerate(found)}
-        return matrix[[position[int(i)] for i in ids]]
+        return self.space.project(matrix[[position[int(i)] for i in ids]])
 
     # --- queries ---------------------------------------------------------------------
     def resolve(self, query: str) -> Seed:
@@ -203,7 +212,8 @@ class Library:
         else:
             vector = analysis.aggregate(result.embeddings)
         entry = Track(None, str(Path(path).resolve()), meta.artist, meta.title, meta.album, meta.genre, meta.duration)
-        return Seed(entry, str(path), vector, result.tag_probabilities, result.embeddings, result.starts)
+        return Seed(entry, str(path), self.space.project(vector), result.tag_probabilities, result.embeddings,
+                    result.starts)
 
     def seed_tags(self, seed: Seed, n: int) -> list[tuple[str, float]]:
         """A seed's ``n`` most probable tags as (name, probability), best first."""
@@ -240,11 +250,14 @@ class Library:
 
     def stats(self) -> dict:
         index_kind = self.index.kind if self.catalogue.count() else None
+        staged = self.catalogue.staged_model
         return {
             "library": str(self.path),
             "tracks": self.catalogue.count(),
             "failed": len(self.catalogue.failures()),
             "model": self.catalogue.model,
+            "reanalysis": None if staged is None else {
+                "model": staged.name, "left": self.catalogue.unstaged_count()},
             "aggregate": self.aggregation,
             "index": index_kind,
             "hours": round((self.catalogue.db.execute("SELECT SUM(duration) FROM tracks").fetchone()[0] or 0) / 3600, 2),
@@ -252,5 +265,5 @@ class Library:
         }
 
 
-__all__ = ["Candidates", "Catalogue", "Library", "LibraryError", "QueryError", "Seed", "Track", "TrackRecord",
-           "default_library_path"]
+__all__ = ["Candidates", "Catalogue", "Library", "LibraryError", "ModelDescription", "QueryError", "Seed", "Track",
+           "TrackRecord", "default_library_path"]

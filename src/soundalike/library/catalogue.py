@@ -4,6 +4,13 @@ Each track is written in its own transaction (WAL journal), so a process killed 
 any moment loses at most the tracks it had not yet committed, and the file is never
 left half-written. ``meta.generation`` grows with every change; the vector index
 beside the file records the generation it was built from (see :mod:`.vectors`).
+``meta.vector_sum`` is the sum of every track vector, kept in step by the same
+transactions, so that the library's mean (the centre of its similarity space) costs
+nothing to read however large the library.
+
+Every track of the library is analysed by one model. Re-analysing a library with
+another model writes into ``staged`` while the library keeps answering with the old
+one; when every track has been re-analysed, one transaction switches them all.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import numpy as np
 from ..audio import TrackMetadata
 from ..errors import ParameterError, SoundalikeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tracks (
@@ -46,11 +53,46 @@ CREATE TABLE IF NOT EXISTS failures (
     reason TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staged (  -- a re-analysis with meta.staged_model, not yet switched in
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    artist TEXT, title TEXT, album TEXT, genre TEXT,
+    duration REAL,
+    excerpt INTEGER,
+    vector BLOB, tags BLOB, patches BLOB, starts BLOB,  -- as in tracks; NULL when the file failed
+    reason TEXT                    -- why the file failed, NULL when it was analysed
+);
 """
+RECORD_COLUMNS = ("path, size, mtime_ns, artist, title, album, genre, duration, excerpt, "
+                  "vector, tags, patches, starts")
+UPSERT_TRACK = (f"INSERT INTO tracks ({RECORD_COLUMNS}, added_at, generation) {{source}} "
+                "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
+                " artist=excluded.artist, title=excluded.title, album=excluded.album, genre=excluded.genre,"
+                " duration=excluded.duration, excerpt=excluded.excerpt, vector=excluded.vector,"
+                " tags=excluded.tags, patches=excluded.patches, starts=excluded.starts,"
+                " added_at=excluded.added_at, generation=excluded.generation")
+# what describes the model of a library (meta keys), and of a re-analysis in progress ("staged_" + key)
+MODEL_KEYS = ("model", "tags", "dim", "blocks", "block_weights")
 
 
 class LibraryError(SoundalikeError):
     """The library file is missing, from another model, or not a soundalike library."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDescription:
+    """What the catalogue records of a model: its name, tag names, and embedding blocks
+    with their weights (see :class:`soundalike.analysis.Space`)."""
+
+    name: str
+    tags: tuple[str, ...]
+    blocks: tuple[int, ...]
+    weights: tuple[float, ...]
+
+    @classmethod
+    def of(cls, name: str, model) -> "ModelDescription":
+        """The description of a loaded ``AudioModel``, loaded by ``name``."""
+        return cls(name, tuple(model.labels), tuple(model.embedding_blocks), tuple(model.block_weights))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +158,19 @@ class Catalogue:
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) == 1:
+            self._migrate_from_1()
         elif int(version) != SCHEMA_VERSION:
-            raise LibraryError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
+            raise LibraryError(f"{self.path}: schema version {version}; this soundalike reads {SCHEMA_VERSION}")
+
+    def _migrate_from_1(self) -> None:
+        """Version 1 had one embedding block and no running vector sum (``staged`` is new too)."""
+        with self._transaction():
+            if self.get_meta("dim") is not None:
+                self.set_meta("blocks", json.dumps([int(self.get_meta("dim"))]))
+                self.set_meta("block_weights", json.dumps([1.0]))
+            self._recompute_sum()
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
         self.db.close()
@@ -147,66 +200,113 @@ class Catalogue:
                               "RETURNING value").fetchone()
         return int(row[0])
 
-    def bind_model(self, name: str, tags: Iterable[str], dim: int) -> None:
+    def bind_model(self, model: ModelDescription) -> None:
         """Record the model on first use; refuse a different one later."""
         current = self.get_meta("model")
         if current is None:
-            self.set_meta("model", name)
-            self.set_meta("tags", json.dumps(list(tags)))
-            self.set_meta("dim", str(dim))
-        elif current != name:
-            raise ParameterError(f"{self.path} was indexed with model {current!r}, not {name!r}; "
-                                 f"use --model {current} or another --library")
+            self._set_model(model)
+        elif current != model.name:
+            raise ParameterError(f"{self.path} was indexed with model {current!r}, not {model.name!r}; "
+                                 f"use --model {current}, another --library, or --reanalyze to re-analyse "
+                                 f"the whole library with {model.name}")
+
+    def _set_model(self, model: ModelDescription, prefix: str = "") -> None:
+        values = (model.name, json.dumps(list(model.tags)), str(sum(model.blocks)), json.dumps(list(model.blocks)),
+                  json.dumps(list(model.weights)))
+        for key, value in zip(MODEL_KEYS, values):
+            self.set_meta(prefix + key, value)
+
+    def _model_description(self, prefix: str = "") -> ModelDescription | None:
+        name = self.get_meta(prefix + "model")
+        if name is None:
+            return None
+        return ModelDescription(name, tuple(json.loads(self.get_meta(prefix + "tags") or "[]")),
+                                tuple(json.loads(self.get_meta(prefix + "blocks"))),
+                                tuple(json.loads(self.get_meta(prefix + "block_weights"))))
 
     @property
     def model(self) -> str | None:
         return self.get_meta("model")
 
     @property
+    def description(self) -> ModelDescription | None:
+        """The library's model: its name, tags and embedding blocks; None while empty."""
+        return self._model_description()
+
+    @property
     def tag_names(self) -> list[str]:
         return json.loads(self.get_meta("tags") or "[]")
+
+    # --- the library's mean vector ---------------------------------------------------
+    def mean_vector(self) -> np.ndarray | None:
+        """The mean of every track vector, float64 (dim,); None when the library is empty."""
+        count = self.count()
+        total = self.get_meta("vector_sum")
+        if not count or total is None:
+            return None
+        return np.asarray(json.loads(total), dtype=np.float64) / count
+
+    def _shift_sum(self, added: Iterable[bytes] = (), removed: Iterable[bytes] = ()) -> None:
+        """Add and subtract float32 vector blobs to and from ``meta.vector_sum`` (inside a transaction)."""
+        added, removed = [b for b in added if b is not None], [b for b in removed if b is not None]
+        if not added and not removed:
+            return
+        stored = self.get_meta("vector_sum")
+        total = np.asarray(json.loads(stored), np.float64) if stored else 0.0
+        for blob in added:
+            total = total + np.frombuffer(blob, np.float32)
+        for blob in removed:
+            total = total - np.frombuffer(blob, np.float32)
+        self.set_meta("vector_sum", json.dumps(np.asarray(total, np.float64).tolist()))
+
+    def _recompute_sum(self) -> None:
+        """``meta.vector_sum`` from every row (inside a transaction)."""
+        total = None
+        for (blob,) in self.db.execute("SELECT vector FROM tracks"):
+            vector = np.frombuffer(blob, np.float32).astype(np.float64)
+            total = vector if total is None else total + vector
+        if total is None:
+            self.db.execute("DELETE FROM meta WHERE key = 'vector_sum'")
+        else:
+            self.set_meta("vector_sum", json.dumps(total.tolist()))
 
     # --- writing -------------------------------------------------------------------
     def put(self, record: TrackRecord) -> int:
         """Insert or replace a track (and clear its failure), in one transaction."""
-        m = record.metadata
         with self._transaction():
             generation = self._bump()
             self.db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
-            cur = self.db.execute(
-                "INSERT INTO tracks (path, size, mtime_ns, artist, title, album, genre, duration, excerpt,"
-                " vector, tags, patches, starts, added_at, generation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
-                " artist=excluded.artist, title=excluded.title, album=excluded.album, genre=excluded.genre,"
-                " duration=excluded.duration, excerpt=excluded.excerpt, vector=excluded.vector,"
-                " tags=excluded.tags, patches=excluded.patches, starts=excluded.starts,"
-                " added_at=excluded.added_at, generation=excluded.generation RETURNING id",
-                (record.path, record.size, record.mtime_ns, m.artist, m.title, m.album, m.genre,
-                 m.duration, record.excerpt, _blob(record.vector, np.float32), _blob(record.tags, np.float32),
-                 _blob(record.patches, np.float16), _blob(record.starts, np.float32), time.time(), generation))
+            old = self.db.execute("SELECT vector FROM tracks WHERE path = ?", (record.path,)).fetchone()
+            values = _record_values(record)
+            cur = self.db.execute(UPSERT_TRACK.format(source="VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)") + " RETURNING id",
+                                  (*values, time.time(), generation))
             track_id = cur.fetchone()[0]
+            self._shift_sum(added=[values[9]], removed=[old[0]] if old else [])
         return track_id
 
     def put_failure(self, path: str, size: int | None, mtime_ns: int | None, reason: str) -> None:
         """Record why a file failed; a stale track row for it is removed."""
         with self._transaction():
-            removed = self.db.execute("DELETE FROM tracks WHERE path = ?", (path,)).rowcount
+            removed = self.db.execute("DELETE FROM tracks WHERE path = ? RETURNING vector", (path,)).fetchall()
             self.db.execute("INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason, at) VALUES (?,?,?,?,?)",
                             (path, size, mtime_ns, reason, time.time()))
             if removed:
+                self._shift_sum(removed=[r[0] for r in removed])
                 self._bump()
 
     def remove(self, paths: Iterable[str]) -> int:
         """Drop tracks and failures of these paths; returns how many tracks went."""
         paths = list(paths)
         with self._transaction():
-            removed = 0
+            gone = []
             for path in paths:
-                removed += self.db.execute("DELETE FROM tracks WHERE path = ?", (path,)).rowcount
+                gone += self.db.execute("DELETE FROM tracks WHERE path = ? RETURNING vector", (path,)).fetchall()
                 self.db.execute("DELETE FROM failures WHERE path = ?", (path,))
-            if removed:
+                self.db.execute("DELETE FROM staged WHERE path = ?", (path,))
+            if gone:
+                self._shift_sum(removed=[r[0] for r in gone])
                 self._bump()
-        return removed
+        return len(gone)
 
     def set_vectors(self, vectors: dict[int, np.ndarray]) -> None:
         """Replace track vectors (after a library-wide re-aggregation)."""
@@ -214,6 +314,70 @@ class Catalogue:
             generation = self._bump()
             self.db.executemany("UPDATE tracks SET vector = ?, generation = ? WHERE id = ?",
                                 [(_blob(v, np.float32), generation, i) for i, v in vectors.items()])
+            self._recompute_sum()
+
+    # --- re-analysis with another model ---------------------------------------------
+    @property
+    def staged_model(self) -> ModelDescription | None:
+        """The model of the re-analysis in progress, or None."""
+        return self._model_description("staged_")
+
+    def begin_staging(self, model: ModelDescription) -> None:
+        """Start (or continue) re-analysing the library with ``model``; a re-analysis
+        with another model in progress is dropped."""
+        with self._transaction():
+            current = self.get_meta("staged_model")
+            if current is not None and current != model.name:
+                self.db.execute("DELETE FROM staged")
+            self._set_model(model, "staged_")
+
+    def stage(self, record: TrackRecord) -> None:
+        """Store a re-analysed track (not yet visible)."""
+        with self._transaction():
+            self.db.execute(f"INSERT OR REPLACE INTO staged ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            _record_values(record))
+
+    def stage_failure(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO staged (path, size, mtime_ns, reason) VALUES (?,?,?,?)",
+                            (path, size, mtime_ns, reason))
+
+    def staged_states(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) of every file the re-analysis has done (or failed)."""
+        return {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM staged")}
+
+    def unstaged_count(self) -> int:
+        """Tracks of the library not yet re-analysed."""
+        return self.db.execute("SELECT COUNT(*) FROM tracks WHERE path NOT IN (SELECT path FROM staged)").fetchone()[0]
+
+    def finish_staging(self) -> list[tuple[str, str]]:
+        """Switch the library to the re-analysis, in one transaction, once every track has
+        been re-analysed: analysed files replace their tracks (same ids) or join, failed
+        ones leave the library as failures, which are returned as (path, reason).
+
+        Raises LibraryError when no re-analysis is in progress or tracks are left.
+        """
+        model = self.staged_model
+        if model is None:
+            raise LibraryError(f"{self.path}: no re-analysis in progress")
+        with self._transaction():
+            left = self.unstaged_count()
+            if left:
+                raise LibraryError(f"{self.path}: {left} tracks are not re-analysed yet")
+            generation = self._bump()
+            failed = self.db.execute("SELECT path, reason FROM staged WHERE reason IS NOT NULL ORDER BY path").fetchall()
+            self.db.execute("INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason, at) "
+                            "SELECT path, size, mtime_ns, reason, ? FROM staged WHERE reason IS NOT NULL", (time.time(),))
+            self.db.execute("DELETE FROM tracks WHERE path IN (SELECT path FROM staged WHERE reason IS NOT NULL)")
+            self.db.execute(UPSERT_TRACK.format(source=f"SELECT {RECORD_COLUMNS}, ?, ? FROM staged "
+                                                       "WHERE reason IS NULL"), (time.time(), generation))
+            self.db.execute("DELETE FROM failures WHERE path IN (SELECT path FROM staged WHERE reason IS NULL)")
+            self._set_model(model)
+            for key in MODEL_KEYS:
+                self.db.execute("DELETE FROM meta WHERE key = ?", ("staged_" + key,))
+            self.db.execute("DELETE FROM staged")
+            self._recompute_sum()
+        return failed
 
     def changed_since(self, generation: int) -> np.ndarray:
         """Ids of tracks written after ``generation``."""
@@ -322,6 +486,14 @@ class Catalogue:
 def _patch_matrix(blob: bytes, patches: int) -> np.ndarray:
     """A stored float16 patch blob as a (patches, dim) float32 matrix."""
     return np.frombuffer(blob, np.float16).reshape(patches, -1).astype(np.float32)
+
+
+def _record_values(record: TrackRecord) -> tuple:
+    """A record's values in the order of ``RECORD_COLUMNS``."""
+    m = record.metadata
+    return (record.path, record.size, record.mtime_ns, m.artist, m.title, m.album, m.genre, m.duration,
+            record.excerpt, _blob(record.vector, np.float32), _blob(record.tags, np.float32),
+            _blob(record.patches, np.float16), _blob(record.starts, np.float32))
 
 
 def _blob(array: np.ndarray, dtype) -> bytes:

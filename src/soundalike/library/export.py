@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError
-from .catalogue import Catalogue
 
 FIELDS = ("artist", "title", "album", "genre")
 
 
-def export(catalogue: Catalogue, out: str | os.PathLike) -> int:
+def export(library, out: str | os.PathLike) -> int:
     """Write every track's id, path, metadata, vector and tag probabilities to ``out``.
+
+    The vectors are those similarity compares: unit vectors in the library's space
+    (centred on its mean, see :attr:`soundalike.library.Library.space`), so a dot
+    product of two of them is the cosine soundalike ranks by.
 
     ``.npz``: arrays ``ids`` (n,), ``paths``, ``artist``, ``title``, ``album``, ``genre``
     (n,) strings, ``duration`` (n,) seconds (NaN unknown), ``vectors`` (n, d),
@@ -26,9 +29,10 @@ def export(catalogue: Catalogue, out: str | os.PathLike) -> int:
     out = Path(out)
     if out.suffix.lower() not in (".npz", ".csv"):
         raise ParameterError(f"export file must end in .npz or .csv, got {out.name!r}")
+    catalogue = library.catalogue
     tracks = catalogue.tracks()
     ids = np.array([t.id for t in tracks], dtype=np.int64)
-    _, vectors = catalogue.arrays("vector", ids)
+    vectors = library.vectors(ids) if len(ids) else np.zeros((0, 0), np.float32)
     _, tags = catalogue.arrays("tags", ids)
     names = catalogue.tag_names
     if out.suffix.lower() == ".npz":

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import analysis, audio
 from ..errors import ParameterError
 from ..models import load_model
-from .catalogue import Catalogue, TrackRecord
+from .catalogue import Catalogue, ModelDescription, TrackRecord
 
 # Patches analysed per track: on the soundtracks corpus, 10 spread patches retrieve as
 # well as every patch (mAP 0.328 against 0.331) at 4.9x the speed; docs/benchmarks.md.
@@ -67,28 +67,42 @@ def find_audio(roots: Iterable[str | os.PathLike]) -> Iterator[FileState]:
             raise ParameterError(f"{root}: no such file or folder")
         for path in candidates:
             if path.suffix.lower() in AUDIO_EXTENSIONS:
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                yield FileState(str(path), st.st_size, st.st_mtime_ns)
+                state = _file_state(str(path))
+                if state is not None:
+                    yield state
 
 
 def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_failed: bool = False,
-         excerpt: int = DEFAULT_EXCERPT) -> Plan:
+         excerpt: int = DEFAULT_EXCERPT, reanalyze: bool = False) -> Plan:
     """Compare the files under ``roots`` with the catalogue.
 
     New and changed files are to be analysed, and so are tracks analysed with fewer
     patches than ``excerpt`` now asks for (0 = every patch): asking for fewer keeps
-    the better analysis already stored.
+    the better analysis already stored. With ``reanalyze`` (a re-analysis with another
+    model is in progress, see :meth:`Catalogue.begin_staging`), every track of the
+    library, wherever it is, and every new file under ``roots`` is to be analysed,
+    except those the re-analysis already did and that have not changed since.
     """
     roots = [Path(r).expanduser().resolve() for r in roots]
     known = catalogue.file_states()
     found = {f.path: f for f in find_audio(roots)}
+    under = [str(r) + os.sep for r in roots if r.is_dir()]
+    removed = [p for p in known if p not in found and (any(p.startswith(u) for u in under) or
+                                                       any(p == str(r) for r in roots))]
+    if reanalyze:
+        for path, (size, mtime_ns, failed, _) in known.items():  # library tracks outside the roots
+            if not failed and path not in found and path not in removed:
+                found[path] = _file_state(path) or FileState(path, size, mtime_ns)
+    staged = catalogue.staged_states() if reanalyze else {}
     todo, unchanged, failed_before = [], 0, 0
     for f in found.values():
         state = known.get(f.path)
-        if state is None or (state[0], state[1]) != (f.size, f.mtime_ns) or _too_few_patches(state[3], excerpt):
+        if reanalyze and not (state and state[2]):
+            if staged.get(f.path) == (f.size, f.mtime_ns):
+                unchanged += 1
+            else:
+                todo.append(f)
+        elif state is None or (state[0], state[1]) != (f.size, f.mtime_ns) or _too_few_patches(state[3], excerpt):
             todo.append(f)
         elif state[2] and retry_failed:
             todo.append(f)
@@ -96,10 +110,15 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
             failed_before += 1
         else:
             unchanged += 1
-    under = [str(r) + os.sep for r in roots if r.is_dir()]
-    removed = [p for p in known if p not in found and (any(p.startswith(u) for u in under) or
-                                                       any(p == str(r) for r in roots))]
     return Plan(todo, unchanged, failed_before, removed)
+
+
+def _file_state(path: str) -> FileState | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return FileState(path, st.st_size, st.st_mtime_ns)
 
 
 def _too_few_patches(stored: int | None, wanted: int) -> bool:
@@ -110,12 +129,8 @@ def _too_few_patches(stored: int | None, wanted: int) -> bool:
 def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
     """Analyse one file into a catalogue record; raises SoundalikeError on bad media."""
     meta = audio.read_metadata(f.path)
-    if excerpt and meta.duration and analysis.excerpt_starts(meta.duration, excerpt, model.window) is not None:
-        result = analysis.analyze_excerpts(f.path, model, n=excerpt, duration=meta.duration)
-    else:  # every patch (asked for, or the track is too short for the excerpt)
-        excerpt = 0
-        result = analysis.analyze(f.path, model)
-    return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=excerpt,
+    result = analysis.analyse_track(f.path, model, excerpt=excerpt, duration=meta.duration)
+    return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=result.excerpt,
                        vector=analysis.aggregate(result.embeddings), tags=result.tag_probabilities,
                        patches=result.embeddings, starts=result.starts.astype("float32"))
 
@@ -149,25 +164,32 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers: int,
-        excerpt: int = DEFAULT_EXCERPT) -> Iterator[Outcome]:
+        excerpt: int = DEFAULT_EXCERPT, reanalyze: bool = False) -> Iterator[Outcome]:
     """Analyse ``todo`` and store each result as soon as it arrives, one transaction each.
 
     Yields an :class:`Outcome` per file, in completion order. ``workers`` > 1 uses
     that many processes (spawned, each with ``threads_per_worker`` torch threads);
     at most ``2 * workers`` files are in flight, and they are all a kill can lose.
+    With ``reanalyze`` the results are staged for a switch of the whole library to
+    ``model_name`` (:meth:`Catalogue.finish_staging`) instead of stored as tracks.
     """
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
     if excerpt < 0:
         raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
     model = load_model(model_name)
-    catalogue.bind_model(model_name, model.labels, model.embedding_dim)
+    if reanalyze:
+        catalogue.begin_staging(ModelDescription.of(model_name, model))
+        put, put_failure = catalogue.stage, catalogue.stage_failure
+    else:
+        catalogue.bind_model(ModelDescription.of(model_name, model))
+        put, put_failure = catalogue.put, catalogue.put_failure
 
     def store(f: FileState, record, reason) -> Outcome:
         if record is None:
-            catalogue.put_failure(f.path, f.size, f.mtime_ns, reason)
+            put_failure(f.path, f.size, f.mtime_ns, reason)
             return Outcome(f.path, reason)
-        catalogue.put(record)
+        put(record)
         return Outcome(f.path, None, record.metadata.duration or 0.0)
 
     if workers == 1:

@@ -1,4 +1,13 @@
-"""The vector index: faiss over unit-length track vectors (inner product = cosine).
+"""The vector index: faiss over the library's unit track vectors (inner product = cosine).
+
+Vectors enter the index through the library's :class:`~soundalike.analysis.Space`,
+centred on the library's mean (the centre is saved with the index, and queries go
+through the same space). The raw vectors stay in SQLite, so the index can always be
+rebuilt around a new centre as the library changes. An exact index is rebuilt
+whenever the library changed (so its neighbours are exactly those of a library
+indexed in one go); an HNSW index is updated in place while the library's mean has
+moved less than ``CENTRE_TOLERANCE`` of the tracks' spread around it, and rebuilt
+around the new mean beyond.
 
 Exact search (``IndexFlatIP``) up to ``EXACT_LIMIT`` tracks, HNSW beyond (see
 docs/benchmarks.md for the measured latency and recall). The index is saved beside
@@ -24,7 +33,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..analysis import normalize
+from ..analysis import Space
 from .catalogue import Catalogue
 
 EXACT_LIMIT = 100_000  # tracks searched exactly; HNSW above
@@ -33,6 +42,7 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 512  # candidates kept while searching: recall 0.99 at 2 ms for 1M tracks (docs/benchmarks.md)
 BUILD_CHUNK = 20_000  # vectors added at a time (progress is reported between chunks)
 MAX_DEAD_FRACTION = 0.2  # HNSW is rebuilt when more of its vectors than this are dead
+CENTRE_TOLERANCE = 0.02  # HNSW is rebuilt when the mean moved this far (in units of the spread); bench_library
 VERSION_SHIFT = 40  # faiss label = track id | version << VERSION_SHIFT
 TRACK_MASK = (1 << VERSION_SHIFT) - 1
 
@@ -40,12 +50,14 @@ TRACK_MASK = (1 << VERSION_SHIFT) - 1
 class VectorIndex:
     """Track ids and their unit vectors in a faiss index, with search and filters.
 
-    ``dead``: labels whose vectors are out of date (HNSW only), never returned.
+    ``space``: how raw track vectors became the indexed vectors (queries must be in
+    it too); ``dead``: labels whose vectors are out of date (HNSW only), never returned.
     """
 
-    def __init__(self, index: faiss.IndexIDMap2, kind: str, dead: np.ndarray | None = None):
+    def __init__(self, index: faiss.IndexIDMap2, kind: str, space: Space, dead: np.ndarray | None = None):
         self.index = index
         self.kind = kind
+        self.space = space
         self.dead = np.unique(np.asarray([] if dead is None else dead, dtype=np.int64))
         labels = self.labels
         versioned = labels[labels > TRACK_MASK]
@@ -56,13 +68,15 @@ class VectorIndex:
         self._alive = faiss.IDSelectorNot(self._dead_batch) if len(self.dead) else None
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, *, exact_limit: int = EXACT_LIMIT,
-              progress: Callable[[int], None] | None = None) -> VectorIndex:
-        """An index of ``vectors`` (n, d) under track ``ids`` (n,).
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, space: Space | None = None, *,
+              exact_limit: int = EXACT_LIMIT, progress: Callable[[int], None] | None = None) -> VectorIndex:
+        """An index of raw ``vectors`` (n, d) under track ``ids`` (n,), projected by
+        ``space`` (default: plain cosine, one block, no centre).
 
         Vectors go in by ``BUILD_CHUNK``; ``progress(n_added)`` is called after each.
         """
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
+        space = space if space is not None else Space((dim,), (1.0,))
         if len(ids) > exact_limit:
             inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -75,10 +89,10 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         for start in range(0, len(ids), BUILD_CHUNK):
             chunk = slice(start, start + BUILD_CHUNK)
-            index.add_with_ids(normalize(vectors[chunk]), ids[chunk])
+            index.add_with_ids(space.project(vectors[chunk]), ids[chunk])
             if progress:
                 progress(min(start + BUILD_CHUNK, len(ids)))
-        return cls(index, kind)
+        return cls(index, kind, space)
 
     def __len__(self) -> int:
         return self.index.ntotal - len(self.dead)
@@ -97,10 +111,11 @@ class VectorIndex:
     def search(self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores (k,) and track ids (k,) of the nearest vectors, best first.
 
+        ``query`` is a unit vector of this index's space (see ``space.project``).
         ``allowed``, when given, restricts the result to these track ids. Fewer than
         ``k`` results come back when fewer tracks qualify.
         """
-        q = normalize(query).reshape(1, -1)
+        q = np.asarray(query, dtype=np.float32).reshape(1, -1)
         k = min(k, len(self))
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
@@ -128,62 +143,103 @@ class VectorIndex:
         index_path, state_path = self.paths(catalogue_path)
         tmp_index, tmp_state = Path(f"{index_path}.tmp"), Path(f"{state_path}.tmp")
         faiss.write_index(self.index, str(tmp_index))
-        tmp_state.write_text(json.dumps({**state, "kind": self.kind, "count": len(self), "dead": self.dead.tolist()}))
+        centre = None if self.space.centre is None else self.space.centre.tolist()
+        tmp_state.write_text(json.dumps({**state, "kind": self.kind, "count": len(self), "dead": self.dead.tolist(),
+                                         "blocks": list(self.space.blocks), "weights": list(self.space.weights),
+                                         "centre": centre}))
         os.replace(tmp_index, index_path)
         os.replace(tmp_state, state_path)
 
     @classmethod
     def load(cls, catalogue_path: Path) -> tuple["VectorIndex", dict] | None:
+        """The saved index and its state; None when missing, unreadable or from before spaces."""
         index_path, state_path = cls.paths(catalogue_path)
         try:
             state = json.loads(state_path.read_text())
             index = faiss.read_index(str(index_path))
-        except (OSError, ValueError, RuntimeError):
+            centre = state["centre"]
+            space = Space(tuple(state["blocks"]), tuple(state["weights"]),
+                          None if centre is None else np.asarray(centre, dtype=np.float64))
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError):
             return None
         if not isinstance(index, faiss.IndexIDMap2):
             index = faiss.downcast_index(index)
-        return cls(index, state.get("kind", "exact"), state.get("dead")), state
+        return cls(index, state.get("kind", "exact"), space, state.get("dead")), state
 
 
 def _state(catalogue: Catalogue) -> dict:
     return {"generation": catalogue.generation, "model": catalogue.model}
 
 
+def library_space(catalogue: Catalogue) -> Space:
+    """The catalogue's space now: its model's blocks and weights, centred on its mean."""
+    model = catalogue.description
+    if model is None:  # empty: any space will do
+        return Space((1,), (1.0,))
+    return Space(model.blocks, model.weights, catalogue.mean_vector())
+
+
+def spread(vectors: np.ndarray, space: Space) -> list[float]:
+    """Per block, the root-mean-square distance of ``vectors`` (n, d) from the centre."""
+    x = np.asarray(vectors, np.float64) - (space.centre if space.centre is not None else 0.0)
+    edges = np.cumsum((0, *space.blocks))
+    return [float(np.sqrt((x[:, a:b] ** 2).sum(axis=1).mean())) if len(x) else 0.0
+            for a, b in zip(edges[:-1], edges[1:])]
+
+
+def centre_drift(saved: Space, current: Space, spreads: list[float]) -> float:
+    """How far the mean moved since the index was built: the largest, over blocks, of
+    the shift divided by the block's spread around the saved centre (inf if unknown)."""
+    if saved.centre is None or current.centre is None or saved.blocks != current.blocks or not spreads:
+        return float("inf")
+    edges = np.cumsum((0, *saved.blocks))
+    shifts = [np.linalg.norm(current.centre[a:b] - saved.centre[a:b]) / s if s > 0 else float("inf")
+              for a, b, s in zip(edges[:-1], edges[1:], spreads)]
+    return float(max(shifts))
+
+
 def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT,
                progress: Callable[[int], None] | None = None) -> VectorIndex:
     """The catalogue's vector index, up to date with it (``progress``: see ``VectorIndex.build``).
 
-    Loads the saved index when it reflects the catalogue's current generation;
-    otherwise removes (or, in HNSW, marks dead) the tracks deleted or rewritten since
-    the saved generation and adds the current vectors of new and rewritten ones, then
-    saves it. It is rebuilt from SQLite when there is no usable saved index, when the
-    dead labels pass ``MAX_DEAD_FRACTION``, or when the library crossed ``exact_limit``.
+    Loads the saved index when it reflects the catalogue's current generation. An
+    HNSW index behind it is updated in its saved space: the tracks deleted or rewritten
+    since are marked dead, the current vectors of new and rewritten ones added, and it
+    is saved. Otherwise it is rebuilt from SQLite around the library's current mean:
+    an exact index whenever the library changed, an HNSW index when the mean moved
+    more than ``CENTRE_TOLERANCE``, the dead labels pass ``MAX_DEAD_FRACTION``, or the
+    library crossed ``exact_limit``; any index with no usable saved state.
     """
     wanted = _state(catalogue)
+    space = library_space(catalogue)
     loaded = VectorIndex.load(catalogue.path)
     if loaded is not None:
         index, saved = loaded
-        if saved.get("generation") == wanted["generation"] and saved.get("model") == wanted["model"]:
+        same_model = saved.get("model") == wanted["model"] and index.space.blocks == space.blocks \
+            and index.space.weights == space.weights
+        if same_model and saved.get("generation") == wanted["generation"]:
             return index
-        if saved.get("model") == wanted["model"] and isinstance(saved.get("generation"), int):
+        if same_model and isinstance(saved.get("generation"), int) and index.kind == "hnsw" \
+                and centre_drift(index.space, space, saved.get("spread") or []) <= CENTRE_TOLERANCE:
             updated = _update(catalogue, index, saved["generation"], exact_limit)
             if updated is not None:
-                updated.save(catalogue.path, wanted)
+                updated.save(catalogue.path, {**wanted, "spread": saved["spread"]})
                 return updated
     ids, vectors = catalogue.arrays("vector")
-    index = VectorIndex.build(ids, vectors, exact_limit=exact_limit, progress=progress)
-    index.save(catalogue.path, wanted)
+    index = VectorIndex.build(ids, vectors, space, exact_limit=exact_limit, progress=progress)
+    index.save(catalogue.path, {**wanted, "spread": spread(vectors, space)})
     return index
 
 
 def _update(catalogue: Catalogue, index: VectorIndex, since: int, exact_limit: int) -> VectorIndex | None:
-    """Apply the catalogue's changes after generation ``since``; None if a rebuild is needed.
+    """Apply the catalogue's changes after generation ``since`` to an HNSW index, in
+    its own space; None if a rebuild is needed.
 
-    Vectors of removed and rewritten tracks are deleted (exact) or marked dead (HNSW);
-    new and rewritten tracks are added, a rewritten one under its next version's label.
+    Vectors of removed and rewritten tracks are marked dead; new and rewritten tracks
+    are added, a rewritten one under its next version's label.
     """
     current = catalogue.ids()
-    if (len(current) > exact_limit) != (index.kind == "hnsw"):
+    if len(current) <= exact_limit:
         return None
     labels = index.labels
     live = labels[~np.isin(labels, index.dead)]
@@ -191,18 +247,13 @@ def _update(catalogue: Catalogue, index: VectorIndex, since: int, exact_limit: i
     rewritten = catalogue.changed_since(since)
     stale = live[~np.isin(live_tracks, current) | np.isin(live_tracks, rewritten)]
     missing = np.union1d(np.setdiff1d(current, live_tracks), rewritten)
-    dead = index.dead
-    if index.kind == "hnsw":
-        dead = np.union1d(dead, stale)
-        if len(dead) > MAX_DEAD_FRACTION * (len(labels) + len(missing)):
-            return None
-    elif len(stale):
-        index.index.remove_ids(stale)
-        labels = index.labels
+    dead = np.union1d(index.dead, stale)
+    if len(dead) > MAX_DEAD_FRACTION * (len(labels) + len(missing)):
+        return None
     if len(missing):
         ids, vectors = catalogue.arrays("vector", missing)
-        index.index.add_with_ids(normalize(vectors), _next_labels(labels, ids))
-    return VectorIndex(index.index, index.kind, dead)
+        index.index.add_with_ids(index.space.project(vectors), _next_labels(labels, ids))
+    return VectorIndex(index.index, index.kind, index.space, dead)
 
 
 def _next_labels(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:

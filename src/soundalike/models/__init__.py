@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from ..errors import ModelError
 from .base import AudioModel, Outputs, WindowSpec
 from .descriptors import DescriptorModel
+from .fused import FusedModel
 from . import trained
 from .musicnn import MSD_LABELS, MTT_LABELS, MusiCNN, MusiCNNConfig
 
@@ -19,31 +20,65 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: how to build it and which weights file (if any) it loads."""
+    """A registered model: ``build`` returns it with its weights loaded."""
 
     name: str
     build: Callable[[], AudioModel]
-    weights: str | None
     description: str
 
+
+def _shipped(build: Callable[[], AudioModel], weights: str) -> Callable[[], AudioModel]:
+    """``build`` with the weights of ``WEIGHTS_DIR / weights`` loaded."""
+    def load() -> AudioModel:
+        model = build()
+        path = WEIGHTS_DIR / weights
+        try:
+            model.load_state_dict(load_file(path))  # a missing file raises OSError
+        except (OSError, RuntimeError) as exc:
+            raise ModelError(f"{path}: cannot load weights for {weights!r} ({exc})") from None
+        return model
+    return load
+
+
+def _seeded(build: Callable[[], AudioModel]) -> Callable[[], AudioModel]:
+    """``build`` with random weights, the same every time (seed ``RANDOM_SEED``)."""
+    def load() -> AudioModel:
+        import torch
+
+        with torch.random.fork_rng():
+            torch.manual_seed(RANDOM_SEED)
+            return build()
+    return load
+
+
+# The library default: MSD's and MTT's penultimate layers together, MSD counting 0.6
+# and MTT 0.4. Chosen on both labelled corpora at once (docs/benchmarks.md, "Similarity
+# quality"): MSD alone finds genre (gtzan-dev), MTT alone production and timbre
+# (soundtracks); together they are at least as good as either on both.
+LIBRARY_MEMBERS = (("msd-musicnn", 0.6), ("mtt-musicnn", 0.4))
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("msd-musicnn", lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS), "msd-musicnn.safetensors",
-                  "MusiCNN trained on the Million Song Dataset's top 50 Last.fm tags (default)"),
-        ModelSpec("mtt-musicnn", lambda: MusiCNN(MusiCNNConfig(), MTT_LABELS), "mtt-musicnn.safetensors",
+        ModelSpec("msd-musicnn", _shipped(lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS), "msd-musicnn.safetensors"),
+                  "MusiCNN trained on the Million Song Dataset's top 50 Last.fm tags (analyze's default)"),
+        ModelSpec("mtt-musicnn", _shipped(lambda: MusiCNN(MusiCNNConfig(), MTT_LABELS), "mtt-musicnn.safetensors"),
                   "MusiCNN trained on MagnaTagATune's top 50 tags"),
-        ModelSpec("random-musicnn", lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS), None,
+        ModelSpec("msd-mtt-musicnn",
+                  lambda: FusedModel([load_model(n) for n, _ in LIBRARY_MEMBERS], [w for _, w in LIBRARY_MEMBERS]),
+                  "MSD- and MTT-MusiCNN together: both embeddings (weighted 0.6 / 0.4) and both tag sets "
+                  "(the library's default)"),
+        ModelSpec("random-musicnn", _seeded(lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS)),
                   "MusiCNN with random weights (seeded), a baseline"),
-        ModelSpec("descriptors", DescriptorModel, "descriptors.safetensors",
+        ModelSpec("descriptors", _shipped(DescriptorModel, "descriptors.safetensors"),
                   "handcrafted features (chroma, spectral shape, MFCC, tempo), standardized; no network"),
     )
 }
 DEFAULT_MODEL = "msd-musicnn"  # analyze's default
-# The library's default: best on the soundtracks evaluation (docs/benchmarks.md), and
-# its tags (piano, electronic, guitar, vocals...) are the ones people search a library by.
-DEFAULT_LIBRARY_MODEL = "mtt-musicnn"
+DEFAULT_LIBRARY_MODEL = "msd-mtt-musicnn"
+# Defaults of earlier versions: a library built with one of these (and no --model) is
+# told that the default changed and how to re-analyse it.
+FORMER_LIBRARY_DEFAULTS = ("mtt-musicnn",)
 RANDOM_SEED = 0
 
 
@@ -62,22 +97,10 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
             return trained.load(name)
         raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}, "
                          "or a trained model's file or run directory")
-    if spec.weights is None:
-        import torch
-
-        with torch.random.fork_rng():
-            torch.manual_seed(RANDOM_SEED)
-            model = spec.build()
-    else:
-        model = spec.build()
-        path = WEIGHTS_DIR / spec.weights
-        try:
-            model.load_state_dict(load_file(path))  # a missing file raises OSError
-        except (OSError, RuntimeError) as exc:
-            raise ModelError(f"{path}: cannot load weights for {name!r} ({exc})") from None
+    model = spec.build()
     model.name = name
     return model.eval()
 
 
-__all__ = ["AudioModel", "DEFAULT_LIBRARY_MODEL", "DEFAULT_MODEL", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec",
+__all__ = ["AudioModel", "DEFAULT_LIBRARY_MODEL", "DEFAULT_MODEL", "FORMER_LIBRARY_DEFAULTS", "FusedModel", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec",
            "load_model", "MusiCNN", "MusiCNNConfig"]

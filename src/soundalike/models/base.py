@@ -15,8 +15,8 @@ class WindowSpec:
 
     The track is padded with ``pad`` zeros at both ends, then cut into windows of
     ``length`` samples every ``hop`` samples; a window that would run past the padded
-    end is dropped, except that a track too short for one window gives one window,
-    zero-padded.
+    end is dropped, except that a track too short for one window gives one window
+    in which it repeats.
     """
 
     sample_rate: int
@@ -45,12 +45,23 @@ class AudioModel(nn.Module):
 
     Subclasses set ``window``, ``labels``, ``embedding_dim`` and ``multilabel``
     (sigmoid outputs when True, softmax otherwise) and implement :meth:`features`.
+    An embedding made of several networks' vectors side by side says so in
+    ``embedding_blocks`` (their sizes) and ``block_weights`` (how much each counts
+    in a similarity, see :class:`soundalike.analysis.Space`).
     """
 
     window: WindowSpec
     labels: tuple[str, ...]
     embedding_dim: int
     multilabel: bool = True
+
+    @property
+    def embedding_blocks(self) -> tuple[int, ...]:
+        return (self.embedding_dim,)
+
+    @property
+    def block_weights(self) -> tuple[float, ...]:
+        return (1.0,) * len(self.embedding_blocks)
 
     def features(self, waveform: torch.Tensor) -> Outputs:
         raise NotImplementedError

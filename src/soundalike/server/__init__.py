@@ -24,7 +24,6 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from .. import audio, playlists, recommend
-from ..analysis import normalize
 from ..errors import MediaError, ParameterError, SoundalikeError
 from ..library import Library, QueryError, Seed
 from ..library.catalogue import Track
@@ -106,7 +105,7 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         patches, starts = library.catalogue.patches(rec.track.id)
         passages = []
         if len(seed.patches) and len(patches):
-            cos = normalize(seed.patches) @ normalize(patches).T
+            cos = library.space.project(seed.patches) @ library.space.project(patches).T
             for flat in np.argsort(-cos, axis=None)[: PASSAGES * 4]:
                 i, j = np.unravel_index(flat, cos.shape)
                 if all(p["seed_start"] != round(float(seed.starts[i]), 2) for p in passages):
@@ -263,12 +262,12 @@ def _projection(library: Library, generation: int) -> dict:
     from sklearn.decomposition import PCA
 
     ids, vectors = library.catalogue.arrays("vector")
-    ids, vectors = ids[:MAP_MAX_POINTS], vectors[:MAP_MAX_POINTS]
+    ids, vectors = ids[:MAP_MAX_POINTS], library.space.project(vectors[:MAP_MAX_POINTS])
     tracks = {t.id: t for t in library.catalogue.tracks(ids)}
     names = library.catalogue.tag_names
     _, tags = library.catalogue.arrays("tags", ids)
     if len(ids) >= 3:
-        xy = PCA(n_components=2, random_state=0).fit_transform(normalize(vectors))
+        xy = PCA(n_components=2, random_state=0).fit_transform(vectors)
     else:
         xy = np.zeros((len(ids), 2))
     top = tags.argmax(axis=1) if tags.shape[1] else np.zeros(len(ids), int)
