@@ -3,6 +3,8 @@
     python bench/bench_library.py index CORPUS_DIR [--excerpts 3,5,10] [--workers 1,2]
     python bench/bench_library.py query [--sizes 10000,100000,1000000] [--queries 500] [--like LIBRARY] [--ef 128,512]
     python bench/bench_library.py update [--tracks 500000] [--removed 5000] [--rewritten 1000]
+    python bench/bench_library.py centre [--tracks 200000] [--added 4000] [--drifts 0.005,0.01,0.02,0.05,0.1]
+    python bench/bench_library.py duplicates CORPUS_DIR LIBRARY [--n 12]
 
 ``index`` builds one library per setting with ``soundalike index`` (fresh each time),
 reports tracks per second and real-time factor, and compares each excerpt setting's
@@ -17,6 +19,15 @@ HNSW above), with recall@10 against exact search, memory and disk per track; wit
 ``update`` removes and re-analyses tracks of a large HNSW library and times bringing
 the index up to date (dead labels) against rebuilding it, then compares query
 latency and recall@10 of the two indexes on the same queries.
+
+``centre`` measures what an HNSW index updated in place costs when the library's mean
+(the centre of its space) has moved: tracks far from the rest are added until the mean
+moved by each drift (in units of the tracks' spread around it); the index keeps its
+old centre, and its top-10 are compared with exact search in the space centred on the
+new mean, against an index rebuilt around the new mean.
+
+``duplicates`` compares a re-encoded copy of a track with its original in the
+library's space, against the nearest distinct track.
 """
 
 from __future__ import annotations
@@ -57,13 +68,12 @@ def run_index(corpus: Path, library: Path, workers: int, excerpt: int) -> dict:
 
 
 def neighbours(library: Path, k: int = 10) -> dict[str, list[str]]:
-    from soundalike.analysis import normalize
     from soundalike.library import Library
 
     with Library(library) as lib:
-        ids, vectors = lib.catalogue.arrays("vector")
+        ids = lib.catalogue.ids()
+        unit = lib.vectors(ids)
         paths = {t.id: t.path for t in lib.catalogue.tracks()}
-    unit = normalize(vectors)
     sims = unit @ unit.T
     np.fill_diagonal(sims, -np.inf)
     order = np.argsort(-sims, axis=1)[:, :k]
@@ -106,7 +116,6 @@ def cmd_duplicates(args) -> None:
     import synth
 
     from soundalike import analysis, audio
-    from soundalike.analysis import normalize
     from soundalike.library import Library
     from soundalike.models import load_model
 
@@ -116,15 +125,18 @@ def cmd_duplicates(args) -> None:
     picks = [rows[i] for i in np.linspace(0, len(rows) - 1, args.n).astype(int)]
     copy_cos, distinct_cos = [], []
     with Library(args.library) as lib:
-        ids, vectors = lib.catalogue.arrays("vector")
-        unit = normalize(vectors)
+        ids = lib.catalogue.ids()
+        unit = lib.vectors(ids)  # the library's space, as similar, radio and path compare
+        excerpts = dict(lib.catalogue.db.execute("SELECT id, excerpt FROM tracks"))
         with tempfile.TemporaryDirectory() as tmp:
             for row in picks:
                 path = args.corpus / row["path"]
                 track = lib.catalogue.track_by_path(str(path.resolve()))
                 y = audio.load(path, sr=44_100)
                 copy = synth.write(Path(tmp) / "copy.mp3", np.tile(y, (2, 1)) * 0.98, 44_100)
-                v = normalize(analysis.aggregate(analysis.analyze(copy, model).embeddings))
+                # analysed as the library analysed the original (the same number of spread patches)
+                result = analysis.analyse_track(copy, model, excerpt=excerpts[track.id])
+                v = lib.space.project(analysis.aggregate(result.embeddings))
                 own = unit[list(ids).index(track.id)]
                 copy_cos.append(float(v @ own))
                 sims = unit @ own
@@ -228,8 +240,9 @@ class _Catalogue:
 
 
 def timed_queries(index, queries: np.ndarray, truth: np.ndarray) -> dict:
+    """Top-10 latency and recall of raw ``queries`` (n, d), projected into the index's space first."""
     latencies, recalls = [], []
-    for q, t in zip(queries, truth):
+    for q, t in zip(index.space.project(queries), truth):
         start = time.perf_counter()
         found = index.search(q, 10)[1]
         latencies.append(time.perf_counter() - start)
@@ -242,6 +255,7 @@ def timed_queries(index, queries: np.ndarray, truth: np.ndarray) -> dict:
 def cmd_update(args) -> None:
     import faiss
 
+    from soundalike.analysis import normalize
     from soundalike.library import vectors as vi
 
     rng = np.random.default_rng(2)
@@ -267,8 +281,8 @@ def cmd_update(args) -> None:
     faiss.omp_set_num_threads(1)
     queries = np.concatenate([data[rewritten[: args.queries // 2]], near_others(args.queries - args.queries // 2)])
     exact = faiss.IndexFlatIP(data.shape[1])
-    exact.add(vi.normalize(data[kept]))
-    truth = kept[exact.search(vi.normalize(queries), 10)[1]]
+    exact.add(normalize(data[kept]))
+    truth = kept[exact.search(normalize(queries), 10)[1]]
     rows = [{"index": "updated (dead labels)", "seconds": round(update_s, 2), **timed_queries(updated, queries, truth)},
             {"index": "rebuilt", "seconds": round(rebuild_s, 2), **timed_queries(rebuilt, queries, truth)}]
     print(f"{n:,} tracks, {args.removed:,} removed, {args.rewritten:,} re-analysed; half the queries are "
@@ -277,6 +291,53 @@ def cmd_update(args) -> None:
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['index']} | {r['seconds']} | {r['p50_ms']} | {r['p99_ms']} | {r['recall_at_10']} |")
+
+
+def cmd_centre(args) -> None:
+    import faiss
+
+    from soundalike.analysis import Space
+    from soundalike.library import vectors as vi
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    n, m = args.tracks, args.added
+    like = None
+    if args.like:
+        from soundalike.library import Library
+
+        with Library(args.like) as lib:
+            like = np.concatenate([p for _, p in lib.catalogue.iter_patches()])
+    data = clustered(n, like)
+    space = Space((data.shape[1],), (1.0,), data.astype(np.float64).mean(axis=0))
+    spread = vi.spread(data, space)[0]
+    index = vi.VectorIndex.build(np.arange(n), data, space, exact_limit=n - 1)
+    rng = np.random.default_rng(3)
+    direction = rng.standard_normal(data.shape[1])
+    direction /= np.linalg.norm(direction)
+    queries = clustered(args.queries, like, seed=1)
+    shape = f"shaped like {args.like.name}'s patches" if args.like else "isotropic clusters"
+    print(f"{n:,} tracks ({shape}, {data.shape[1]}-d), {m:,} added far to one side; recall@10 against exact "
+          "search centred on the new mean")
+    print("| drift (spread units) | updated in place, old centre | rebuilt around the new mean |")
+    print("|---|---|---|")
+    for drift in [float(d) for d in args.drifts.split(",")]:
+        # m tracks whose mean lies at the distance that moves the library's mean by `drift` spreads
+        offset = drift * spread * (n + m) / m
+        added = clustered(m, like, seed=4)
+        added = (added - added.mean(axis=0) + space.centre + offset * direction).astype(np.float32)
+        ids, everything = np.arange(n + m), np.concatenate([data, added])
+        now = space.with_centre(everything.astype(np.float64).mean(axis=0))
+        assert abs(vi.centre_drift(space, now, [spread]) - drift) < 1e-3 * max(drift, 1e-3)
+        exact = faiss.IndexFlatIP(data.shape[1])
+        exact.add(now.project(everything))
+        truth = exact.search(now.project(queries), 10)[1]
+        updated = vi.VectorIndex(faiss.clone_index(index.index), "hnsw", space)
+        updated.index.add_with_ids(space.project(added), ids[n:])
+        rebuilt = vi.VectorIndex.build(ids, everything, now, exact_limit=n - 1)
+        faiss.omp_set_num_threads(1)
+        row = [timed_queries(i, queries, truth)["recall_at_10"] for i in (updated, rebuilt)]
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        print(f"| {drift:g} | {row[0]:.4f} | {row[1]:.4f} |", flush=True)
 
 
 def main() -> int:
@@ -290,7 +351,7 @@ def main() -> int:
     p.set_defaults(func=cmd_index)
     p = sub.add_parser("duplicates")
     p.add_argument("corpus", type=Path)
-    p.add_argument("library", type=Path, help="a full-analysis library of the corpus")
+    p.add_argument("library", type=Path, help="a library of the corpus")
     p.add_argument("--n", type=int, default=12)
     p.set_defaults(func=cmd_duplicates)
     p = sub.add_parser("query")
@@ -305,6 +366,13 @@ def main() -> int:
     p.add_argument("--rewritten", type=int, default=1_000)
     p.add_argument("--queries", type=int, default=500)
     p.set_defaults(func=cmd_update)
+    p = sub.add_parser("centre")
+    p.add_argument("--tracks", type=int, default=200_000)
+    p.add_argument("--added", type=int, default=4_000)
+    p.add_argument("--drifts", default="0.005,0.01,0.02,0.05,0.1")
+    p.add_argument("--like", type=Path, help="a real library whose patch embeddings shape the synthetic vectors")
+    p.add_argument("--queries", type=int, default=500)
+    p.set_defaults(func=cmd_centre)
     args = parser.parse_args()
     args.func(args)
     return 0

@@ -22,7 +22,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from soundalike.audio import TrackMetadata
-from soundalike.library.catalogue import Catalogue, TrackRecord
+from soundalike.library.catalogue import Catalogue, ModelDescription, TrackRecord
 from soundalike.models.musicnn import MTT_LABELS
 from soundalike.server import create_app
 
@@ -32,7 +32,7 @@ def build(path: Path, n: int, seed: int = 0) -> None:
     centres = rng.standard_normal((50, 200)).astype(np.float32)
     with Catalogue(path) as catalogue:
         catalogue.db.execute("PRAGMA synchronous=OFF")  # a throwaway library
-        catalogue.bind_model("mtt-musicnn", MTT_LABELS, 200)
+        catalogue.bind_model(ModelDescription("mtt-musicnn", MTT_LABELS, (200,), (1.0,)))
         for i in range(n):
             c = i % 50
             vector = centres[c] + 0.5 * rng.standard_normal(200).astype(np.float32)

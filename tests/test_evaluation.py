@@ -9,7 +9,7 @@ import synth
 from soundalike import ParameterError
 from soundalike.cli import main
 from soundalike.evaluation import Variant, collect, evaluate, item_vectors, Features
-from soundalike.evaluation.metrics import probe_accuracy, retrieval, tag_auc
+from soundalike.evaluation.metrics import bootstrap_intervals, probe_accuracy, retrieval, tag_auc
 
 # items on the unit circle: a1 a2 b1 b2 x at 0, 10, 80, 90 and 47 degrees
 ANGLES = np.deg2rad([0, 10, 80, 90, 47])
@@ -29,6 +29,19 @@ def test_retrieval_golden():
     assert r.nn_accuracy == pytest.approx(0.8)
     assert r.per_label["a"][0] == 3 and r.per_label["a"][2] == pytest.approx(2.5 / 3)
     assert r.per_label["b"] == (2, {1: 1.0, 2: 0.5}, 1.0)
+
+
+def test_bootstrap_intervals_bracket_each_figure_and_repeat():
+    r = retrieval(VECTORS, ["a", "a", "b", "b", "a"], groups=range(5), ks=(1,))
+    np.testing.assert_array_equal(r.per_query["P@1"], [1, 1, 1, 1, 0])  # x's nearest is b1: a miss
+    assert r.figures() == pytest.approx({"P@1": 0.8, "mAP": 4.5 / 5, "1-NN": 0.8})
+    intervals = bootstrap_intervals(r, samples=500)
+    assert intervals == bootstrap_intervals(r, samples=500)  # seeded: the same every run
+    for name, (low, high) in intervals.items():
+        assert low <= r.figures()[name] <= high
+    assert intervals["P@1"][0] < 0.8 < intervals["P@1"][1]
+    perfect = retrieval(VECTORS[:4], ["a", "a", "b", "b"], groups=range(4), ks=(1,))
+    assert bootstrap_intervals(perfect)["P@1"] == (1.0, 1.0)
 
 
 def test_items_of_the_query_group_never_count():
@@ -128,6 +141,8 @@ def test_evaluate_command_writes_markdown_and_json(dataset, tmp_path, capsys):
     assert main(["evaluate", *args, "--out", str(js)]) == 0
     doc = json.loads(js.read_text())
     assert doc["items"] == 6 and {r["embedder"] for r in doc["results"]} == {"msd-musicnn", "random-musicnn"}
+    low, high = doc["results"][0]["intervals_95"]["mAP"]
+    assert low <= doc["results"][0]["map"] <= high and doc["results"][0]["centred"] is True
     assert doc["results"][0]["per_label"]["chords"]["queries"] == 3
 
 

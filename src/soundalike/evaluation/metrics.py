@@ -17,7 +17,8 @@ from ..errors import ParameterError
 @dataclasses.dataclass(frozen=True)
 class Retrieval:
     """Leave-one-out cosine retrieval figures; per_label maps a label to its
-    (queries, precision at each k, average precision)."""
+    (queries, precision at each k, average precision); per_query holds each query's
+    figure (arrays of length ``queries``) under the names of :data:`FIGURES`."""
 
     ks: tuple[int, ...]
     precision_at: dict[int, float]
@@ -25,6 +26,22 @@ class Retrieval:
     nn_accuracy: float
     queries: int
     per_label: dict[str, tuple[int, dict[int, float], float]]
+    per_query: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+
+    def figures(self) -> dict[str, float]:
+        """The means, by name: P@k..., mAP, 1-NN."""
+        return {name: float(values.mean()) for name, values in self.per_query.items()}
+
+
+def bootstrap_intervals(result: Retrieval, *, level: float = 0.95, samples: int = 2000,
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each figure over queries (resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, result.queries, (samples, result.queries))
+    tail = 100 * (1 - level) / 2
+    return {name: (float(np.percentile(values[draws].mean(axis=1), tail)),
+                   float(np.percentile(values[draws].mean(axis=1), 100 - tail)))
+            for name, values in result.per_query.items()}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -77,6 +94,8 @@ def retrieval(vectors: np.ndarray, labels, groups, *, ks=(5, 10)) -> Retrieval:
     if not used:
         raise ParameterError("no item has a relevant item outside its own group")
     used = np.array(used)
+    per_query = {**{f"P@{k}": np.array(precision[k]) for k in ks}, "mAP": np.array(aps),
+                 "1-NN": np.array(nn_hits, dtype=float)}
     per_label = {}
     query_labels = [set(labels[i]) if multi else {labels[i]} for i in used]
     for label in sorted(set().union(*query_labels), key=str):
@@ -84,7 +103,7 @@ def retrieval(vectors: np.ndarray, labels, groups, *, ks=(5, 10)) -> Retrieval:
         per_label[str(label)] = (len(rows), {k: float(np.mean(np.array(precision[k])[rows])) for k in ks},
                                  float(np.mean(np.array(aps)[rows])))
     return Retrieval(ks, {k: float(np.mean(v)) for k, v in precision.items()}, float(np.mean(aps)),
-                     float(np.mean(nn_hits)), len(used), per_label)
+                     float(np.mean(nn_hits)), len(used), per_label, per_query)
 
 
 def probe_accuracy(vectors: np.ndarray, labels, groups, *, folds: int = 5, seed: int = 0) -> float:
