@@ -92,8 +92,9 @@ def load_vgg(wheel: Path, name: str, logmel) -> VGG:
 
 
 def windows_of(path: str, window, kind: str) -> np.ndarray:
-    """The windows a corpus item is analysed in: 'library' (as indexing does) or 'shifts'
-    (a short clip repeated, at four circular shifts)."""
+    """The windows a corpus item is analysed in: 'library' (as indexing does), 'shifts'
+    (a short clip repeated, at four circular shifts) or 'zeros' (a short clip followed by
+    silence, as soundalike did before 0.2)."""
     if kind == "library":
         starts = analysis.excerpt_starts(audio.read_metadata(path).duration, 10, window)
         if starts is None:  # too short for 10 patches: every patch, as indexing does
@@ -102,6 +103,8 @@ def windows_of(path: str, window, kind: str) -> np.ndarray:
                                     sr=window.sample_rate)
         return np.stack([np.pad(c[: window.length], (0, window.length - len(c[: window.length]))) for c in clips])
     y = audio.load(path, sr=window.sample_rate)
+    if kind == "zeros":
+        return np.pad(y, (window.pad, max(0, window.length - window.pad - len(y))))[None, : window.length]
     tiled = np.tile(y, window.length // len(y) + 2)
     return np.stack([tiled[int(s * len(y)):][: window.length] for s in (0, 0.25, 0.5, 0.75)])
 
@@ -194,7 +197,8 @@ def lda_rows(items, x: np.ndarray) -> list[tuple[str, float, float]]:
     z = normalize(lda.transform(x))
     return [("untagged half: the default's vectors", *score(x[untagged], sub)),
             ("untagged half: LDA learnt on the tagged half", *score(z[untagged], sub)),
-            ("untagged half: default + LDA side by side", *score(normalize(np.concatenate([x, 0.5 * z], 1))[untagged], sub))]
+            ("untagged half: default + LDA side by side",
+             *score(normalize(np.concatenate([x, 0.5 * z], 1))[untagged], sub))]
 
 
 def main() -> int:
@@ -218,7 +222,8 @@ def main() -> int:
         cache.mkdir(parents=True, exist_ok=True)
         feats[name] = extract(items, "library", networks, cache)
         if name == "gtzan-dev":
-            feats["gtzan-dev shifts"] = extract(items, "shifts", {k: networks[k] for k in ("msd", "mtt")}, cache)
+            for kind in ("shifts", "zeros"):
+                feats[f"gtzan-dev {kind}"] = extract(items, kind, {k: networks[k] for k in ("msd", "mtt")}, cache)
     rows: dict[str, dict[str, tuple[float, float]]] = {}
 
     def add(idea: str, corpus: str, value: tuple[float, float]) -> None:
@@ -254,9 +259,10 @@ def main() -> int:
                 score(fused([m["emb"], t["emb"], f["msd_vgg"]["emb"]], (1, 1, 1)), items))
             add("all four networks, centred, equal", corpus,
                 score(fused([m["emb"], t["emb"], f["msd_vgg"]["emb"], f["mtt_vgg"]["emb"]], (1, 1, 1, 1)), items))
-    shifts = feats["gtzan-dev shifts"]
-    add("test-time augmentation: 4 circular shifts of a short clip", "gtzan-dev",
-        score(fused([shifts["msd"]["emb"], shifts["mtt"]["emb"]], (0.6, 0.4)), corpora["gtzan-dev"]))
+    for kind, idea in (("zeros", "short clips followed by silence instead of repeated (before 0.2)"),
+                       ("shifts", "test-time augmentation: 4 circular shifts of a short clip")):
+        f = feats[f"gtzan-dev {kind}"]
+        add(idea, "gtzan-dev", score(fused([f["msd"]["emb"], f["mtt"]["emb"]], (0.6, 0.4)), corpora["gtzan-dev"]))
     gtzan_default = fused([feats["gtzan-dev"]["msd"]["emb"], feats["gtzan-dev"]["mtt"]["emb"]], (0.6, 0.4))
     for idea, p5, ap in lda_rows(corpora["gtzan-dev"], gtzan_default):
         add(idea, "gtzan-dev", (p5, ap))

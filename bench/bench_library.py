@@ -11,10 +11,11 @@ reports tracks per second and real-time factor, and compares each excerpt settin
 top-10 neighbours with full analysis (mean overlap; a track's own file never counts).
 CORPUS_DIR is what ``../shared/data/fetch-soundtracks`` writes.
 
-``query`` times top-10 queries on one thread against synthetic clustered vectors of
-MusiCNN's size (200-d) through soundalike's VectorIndex (exact below 100k tracks,
-HNSW above), with recall@10 against exact search, memory and disk per track; with
-``--ef``, HNSW sizes are queried at each efSearch (candidates kept while searching).
+``query`` times top-10 queries on one thread against synthetic clustered vectors
+(200-d, or shaped like a real library's with ``--like``) through soundalike's
+VectorIndex (exact below 100k tracks, HNSW above), centred on their mean as a library
+centres its vectors, with recall@10 against exact search, memory and disk per track;
+with ``--ef``, HNSW sizes are queried at each efSearch (candidates kept while searching).
 
 ``update`` removes and re-analyses tracks of a large HNSW library and times bringing
 the index up to date (dead labels) against rebuilding it, then compares query
@@ -177,7 +178,6 @@ def clustered(n: int, like: np.ndarray | None = None, d: int = 200, clusters: in
 def cmd_query(args) -> None:
     import faiss
 
-    from soundalike.analysis import normalize
     from soundalike.library import vectors as vi
 
     faiss.omp_set_num_threads(1)
@@ -195,13 +195,14 @@ def cmd_query(args) -> None:
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
-        index = vi.VectorIndex.build(np.arange(n), vectors)
+        space = centred(vectors)
+        index = vi.VectorIndex.build(np.arange(n), vectors, space)
         faiss.omp_set_num_threads(1)
         build = time.perf_counter() - t0
         growth = round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)
         exact = faiss.IndexFlatIP(vectors.shape[1])
-        exact.add(normalize(vectors))
-        truth = exact.search(normalize(queries), 10)[1]
+        exact.add(space.project(vectors))
+        truth = exact.search(space.project(queries), 10)[1]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "x.faiss"
             faiss.write_index(index.index, str(path))
@@ -220,6 +221,13 @@ def cmd_query(args) -> None:
     for r in rows:
         print(f"| {r['tracks']:,} | {r['kind']} | {r['ef_search'] or '–'} | {r['build_s']} | {r['p50_ms']} "
               f"| {r['p99_ms']} | {r['recall_at_10']} | {r['index_bytes_per_track']} |")
+
+
+def centred(vectors: np.ndarray):
+    """The space a library of these vectors compares them in: centred on their mean."""
+    from soundalike.analysis import Space, library_centre
+
+    return Space((vectors.shape[1],), (1.0,), library_centre(vectors.astype(np.float64).sum(axis=0), len(vectors)))
 
 
 class _Catalogue:
@@ -255,7 +263,6 @@ def timed_queries(index, queries: np.ndarray, truth: np.ndarray) -> dict:
 def cmd_update(args) -> None:
     import faiss
 
-    from soundalike.analysis import normalize
     from soundalike.library import vectors as vi
 
     rng = np.random.default_rng(2)
@@ -263,7 +270,8 @@ def cmd_update(args) -> None:
     data = clustered(n, None)
     ids = np.arange(n, dtype=np.int64)
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    index = vi.VectorIndex.build(ids, data, exact_limit=min(n - 1, vi.EXACT_LIMIT))
+    space = centred(data)  # kept through the update (the few changes barely move the mean)
+    index = vi.VectorIndex.build(ids, data, space, exact_limit=min(n - 1, vi.EXACT_LIMIT))
     removed = rng.choice(n, args.removed, replace=False)
     kept = np.setdiff1d(ids, removed)
     rewritten = rng.choice(kept, args.rewritten, replace=False)
@@ -276,13 +284,13 @@ def cmd_update(args) -> None:
     updated = vi._update(catalogue, index, 0, min(n - 1, vi.EXACT_LIMIT))
     update_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rebuilt = vi.VectorIndex.build(kept, data[kept], exact_limit=min(n - 1, vi.EXACT_LIMIT))
+    rebuilt = vi.VectorIndex.build(kept, data[kept], space, exact_limit=min(n - 1, vi.EXACT_LIMIT))
     rebuild_s = time.perf_counter() - t0
     faiss.omp_set_num_threads(1)
     queries = np.concatenate([data[rewritten[: args.queries // 2]], near_others(args.queries - args.queries // 2)])
     exact = faiss.IndexFlatIP(data.shape[1])
-    exact.add(normalize(data[kept]))
-    truth = kept[exact.search(normalize(queries), 10)[1]]
+    exact.add(space.project(data[kept]))
+    truth = kept[exact.search(space.project(queries), 10)[1]]
     rows = [{"index": "updated (dead labels)", "seconds": round(update_s, 2), **timed_queries(updated, queries, truth)},
             {"index": "rebuilt", "seconds": round(rebuild_s, 2), **timed_queries(rebuilt, queries, truth)}]
     print(f"{n:,} tracks, {args.removed:,} removed, {args.rewritten:,} re-analysed; half the queries are "

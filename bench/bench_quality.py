@@ -203,7 +203,8 @@ def plot(results: list[tuple[Corpus, list[Row]]], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gtzan", type=Path, default=SHARED / "gtzan-dev")
-    parser.add_argument("--soundtracks", type=Path, default=Path(os.environ.get("SOUNDTRACKS", "/work/data/soundtracks")))
+    parser.add_argument("--soundtracks", type=Path,
+                        default=Path(os.environ.get("SOUNDTRACKS", "/work/data/soundtracks")))
     parser.add_argument("--corpus", action="append", default=[], metavar="DIR:LABELS[:GROUP]")
     parser.add_argument("--previous", metavar="REF", help="also measure soundalike at this git revision")
     parser.add_argument("--full", action="store_true", help="also analyse every patch (slow)")

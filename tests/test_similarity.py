@@ -13,15 +13,15 @@ import torch
 
 import synth
 from soundalike import ModelError
-from soundalike.analysis import Space
+from soundalike.analysis import CENTRE_PRIOR_TRACKS, Space, library_centre
 from soundalike.audio import TrackMetadata
 from soundalike.cli import main
 from soundalike.evaluation import Variant, collect, embedder, search_vectors
 from soundalike.library import Library, indexer, vectors
-from soundalike.library.catalogue import ModelDescription, TrackRecord
+from soundalike.library.catalogue import LibraryError, ModelDescription, TrackRecord
 from soundalike.models import FusedModel, load_model
 
-from songs import SONGS, make_music, write_song
+from songs import RATE, make_music, render
 
 
 # --- the fused model ------------------------------------------------------------------
@@ -102,54 +102,104 @@ def test_adding_tracks_in_two_runs_gives_the_neighbours_of_one(music, tmp_path):
     assert not np.allclose(first[a_track][1][:2], expected[a_track][1][:2], atol=1e-3)
     with Library(once) as a, Library(twice) as b:
         raw = a.catalogue.arrays("vector")[1].astype(np.float64)
-        np.testing.assert_allclose(a.space.centre, raw.mean(axis=0), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(a.space.centre, raw.sum(axis=0) / (7 + CENTRE_PRIOR_TRACKS), rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(b.space.centre, a.space.centre, rtol=1e-6, atol=1e-9)
 
 
-def test_the_mean_follows_removals_and_reanalysed_files(tmp_path):
+def test_a_tiny_library_is_barely_centred(tmp_path):
+    """Centred on their own mean, two tracks would point in opposite directions and a copy
+    of one would score -1 against it: the centre shrinks toward 0 for small libraries."""
+    lib = Library(tmp_path / "two.sqlite", create=True)
+    lib.catalogue.bind_model(ModelDescription("test", (), (3,), (1.0,)))
+    for name, vector in (("a", [1.0, 0.2, 0.0]), ("a-copy", [1.0, 0.21, 0.0])):
+        lib.catalogue.put(TrackRecord(f"/m/{name}", 1, 1, TrackMetadata(duration=100.0), 0,
+                                      np.asarray(vector, np.float32), np.zeros(0, np.float32),
+                                      np.zeros((1, 3), np.float32), np.zeros(1, np.float32)))
+    np.testing.assert_allclose(lib.space.centre, [2 / 12, 0.41 / 12, 0])
+    a, copy = lib.vectors([1, 2])
+    assert a @ copy > 0.99
+    lib.close()
+
+
+def record(name: str, vector, dim: int = 3) -> TrackRecord:
+    return TrackRecord(f"/m/{name}", 1, 1, TrackMetadata(), 0, np.asarray(vector, np.float32), np.zeros(0, np.float32),
+                       np.zeros((1, dim), np.float32), np.zeros(1, np.float32))
+
+
+def test_the_sum_follows_every_write(tmp_path):
     """``vector_sum`` is kept in the same transactions as the tracks."""
     lib = Library(tmp_path / "m.sqlite", create=True)
     lib.catalogue.bind_model(ModelDescription("test", (), (3,), (1.0,)))
 
     def put(name, vector):
-        lib.catalogue.put(TrackRecord(f"/m/{name}", 1, 1, TrackMetadata(), 0, np.asarray(vector, np.float32),
-                                      np.zeros(0, np.float32), np.zeros((1, 3), np.float32), np.zeros(1, np.float32)))
+        lib.catalogue.put(record(name, vector))
 
     put("a", [1, 0, 0])
     put("b", [0, 3, 0])
     put("c", [0, 0, 6])
-    np.testing.assert_allclose(lib.catalogue.mean_vector(), [1 / 3, 1, 2])
+    np.testing.assert_allclose(lib.catalogue.vector_sum()[0], [1, 3, 6])
     put("c", [0, 0, 3])  # re-analysed: replaces its old vector in the sum
     lib.catalogue.remove(["/m/a"])
     lib.catalogue.put_failure("/m/b", 1, 1, "now broken")
     put("d", [2, 2, 2])
-    np.testing.assert_allclose(lib.catalogue.mean_vector(), [1, 1, 2.5])
+    np.testing.assert_allclose(lib.catalogue.vector_sum()[0], [2, 2, 5])
+    lib.catalogue.set_vectors({t.id: np.ones(3) for t in lib.catalogue.tracks()})  # re-aggregated
+    np.testing.assert_allclose(lib.catalogue.vector_sum()[0], [2, 2, 2])
+    # a switch to a re-analysis: the sum of the new vectors
+    lib.catalogue.begin_staging(ModelDescription("other", (), (2,), (1.0,)))
+    for name in ("c", "d"):
+        lib.catalogue.stage(record(name, [5, 7], dim=2), "other")
+    lib.catalogue.finish_staging()
+    assert lib.catalogue.model == "other" and lib.catalogue.vector_sum()[1] == 2
+    np.testing.assert_allclose(lib.catalogue.vector_sum()[0], [10, 14])
     lib.catalogue.remove(["/m/c", "/m/d"])
-    assert lib.catalogue.mean_vector() is None
+    assert lib.catalogue.vector_sum() == (None, 0)
     lib.close()
 
 
-def test_hnsw_keeps_its_centre_until_the_mean_moves_beyond_the_tolerance(tmp_path, monkeypatch):
-    lib = Library(tmp_path / "h.sqlite", create=True, exact_limit=10)
+def test_writes_of_another_model_are_refused(tmp_path):
+    """Another process may switch the library (or drop a re-analysis) while a run still
+    analyses with the old model: its tracks are refused, never mixed in."""
+    lib = Library(tmp_path / "w.sqlite", create=True)
+    lib.catalogue.bind_model(ModelDescription("test", (), (3,), (1.0,)))
+    with pytest.raises(LibraryError, match="is analysed with test .*, not with old; run the command again"):
+        lib.catalogue.put(record("a", [1, 2, 3]), model="old")
+    with pytest.raises(LibraryError, match="is not being re-analysed .*, not with new"):
+        lib.catalogue.stage(record("a", [1, 2, 3]), "new")
+    lib.catalogue.begin_staging(ModelDescription("new", (), (3,), (1.0,)))
+    with pytest.raises(LibraryError, match="is being re-analysed with new .*, not with newer"):
+        lib.catalogue.stage_failure("/m/a", 1, 1, "broken", "newer")
+    assert lib.catalogue.count() == 0 and not lib.catalogue.staged_states()
+    lib.close()
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "exact"])
+def test_an_index_keeps_its_centre_until_the_mean_moves_beyond_the_tolerance(tmp_path, monkeypatch, kind):
+    """In place while the mean barely moved, rebuilt around the new mean beyond; an exact
+    index is also re-centred exactly when asked (as ``soundalike index`` does at its end)."""
+    lib = Library(tmp_path / "h.sqlite", create=True, exact_limit=10 if kind == "hnsw" else 1000)
     lib.catalogue.bind_model(ModelDescription("test", (), (4,), (1.0,)))
     rng = np.random.default_rng(0)
-
-    def put(name, vector):
-        lib.catalogue.put(TrackRecord(f"/m/{name}", 1, 1, TrackMetadata(), 0, np.asarray(vector, np.float32),
-                                      np.zeros(0, np.float32), np.zeros((1, 4), np.float32), np.zeros(1, np.float32)))
-
+    builds = []
+    build = vectors.VectorIndex.build.__func__
+    monkeypatch.setattr(vectors.VectorIndex, "build",
+                        classmethod(lambda cls, *a, **k: builds.append(len(a[0])) or build(cls, *a, **k)))
     for i in range(40):
-        put(f"t{i}", rng.standard_normal(4))
-    built = lib.refresh_index()
-    assert built.kind == "hnsw"
-    put("near", built.space.centre)  # a track at the mean: the mean does not move
-    updated = lib.refresh_index()
-    assert updated.index.ntotal == 41 and np.array_equal(updated.space.centre, built.space.centre)
+        lib.catalogue.put(record(f"t{i}", rng.standard_normal(4), dim=4))
+    built = lib.index
+    assert built.kind == kind and builds == [40]
+    # a track by the centre moves it by a hair (0.5 / 51, against a spread of about 2)
+    lib.catalogue.put(record("near", built.space.centre + [0.5, 0, 0, 0], dim=4))
+    updated = lib.index
+    assert builds == [40] and len(updated) == 41  # updated in place, around its old centre
+    assert np.array_equal(updated.space.centre, built.space.centre)
+    if kind == "exact":
+        assert len(lib.refresh_index(recentre=True)) == 41 and builds == [40, 41]
     for i in range(10):  # ten tracks far to one side move the mean well past the tolerance
-        put(f"far{i}", [20, 0, 0, 0])
-    rebuilt = lib.refresh_index()
-    np.testing.assert_allclose(rebuilt.space.centre, lib.catalogue.mean_vector())
-    assert len(rebuilt) == 51 and not len(rebuilt.dead)
+        lib.catalogue.put(record(f"far{i}", [20, 0, 0, 0], dim=4))
+    rebuilt = lib.index
+    assert builds[-1] == 51 and len(rebuilt) == 51 and not len(rebuilt.dead)
+    np.testing.assert_allclose(rebuilt.space.centre, library_centre(*lib.catalogue.vector_sum()))
     lib.close()
 
 
@@ -206,7 +256,8 @@ def test_an_old_default_library_keeps_working_and_says_how_to_reanalyse(old_libr
             "msd-mtt-musicnn") in out.err and "'soundalike index --reanalyze'" in out.err
     with Library(old_library) as lib:
         assert lib.catalogue.model == "mtt-musicnn" and lib.space.blocks == (200,)
-        np.testing.assert_allclose(lib.space.centre, raw_before.astype(np.float64).mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(lib.space.centre, library_centre(raw_before.astype(np.float64).sum(axis=0), 7),
+                                   rtol=1e-6)
     seed = str(music / "a" / "low_chord.flac")
     assert main(["similar", seed, "--library", str(old_library), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 5
@@ -221,41 +272,109 @@ def test_an_old_default_library_keeps_working_and_says_how_to_reanalyse(old_libr
     assert "note:" not in capsys.readouterr().err  # nothing more to say
 
 
-def test_an_interrupted_reanalysis_never_mixes_models_and_resumes(old_library, music, capsys):
-    with Library(old_library) as lib:
-        todo = indexer.plan(lib.catalogue, [music], reanalyze=True).todo
-        assert len(todo) == 7
-        outcomes = indexer.run(lib.catalogue, todo, model_name="msd-mtt-musicnn", workers=1, reanalyze=True)
-        next(outcomes), next(outcomes)  # killed after two files
+def reanalyse_partly(library: Path, model: str, files: int) -> None:
+    """A re-analysis with ``model`` killed after ``files`` files."""
+    with Library(library) as lib:
+        lib.catalogue.begin_staging(indexer.describe(model))
+        todo = indexer.plan(lib.catalogue, [], reanalyze=True).todo
+        outcomes = indexer.run(lib.catalogue, todo, model_name=model, workers=1, reanalyze=True)
+        for _ in range(files):
+            next(outcomes)
         outcomes.close()
-    with Library(old_library) as lib:  # the library still answers with its old model only
-        assert lib.catalogue.model == "mtt-musicnn" and lib.catalogue.arrays("vector")[1].shape == (7, 200)
-        assert len(lib.index) == 7 and lib.index.index.d == 200
-        assert lib.stats()["reanalysis"] == {"model": "msd-mtt-musicnn", "left": 5}
-    capsys.readouterr()
-    assert main(["index", str(music), "--library", str(old_library), "--workers", "1"]) == 0
-    assert "a re-analysis with msd-mtt-musicnn is under way (5 tracks left)" in capsys.readouterr().err
-    # a file broken since its first analysis fails the re-analysis and leaves the library
-    broken = music / "b" / "clicks.wav"
+
+
+def test_an_interrupted_reanalysis_never_mixes_models_and_resumes(old_library, music, capsys):
+    broken = music / "a" / "high_tone.mp3"  # the first file a re-analysis takes
     kept = broken.read_bytes()
     broken.write_bytes(b"not audio any more")
     try:
-        assert main(["index", str(music), "--library", str(old_library), "--workers", "1", "--reanalyze"]) == 1
+        reanalyse_partly(old_library, "msd-mtt-musicnn", 2)
+        with Library(old_library) as lib:  # the library still answers with its old model only
+            assert lib.catalogue.model == "mtt-musicnn" and lib.catalogue.arrays("vector")[1].shape == (7, 200)
+            assert len(lib.index) == 7 and lib.index.index.d == 200
+            assert lib.stats()["reanalysis"] == {"model": "msd-mtt-musicnn", "left": 5}
+        capsys.readouterr()
+        assert main(["index", str(music / "b"), "--library", str(old_library), "--workers", "1"]) == 0
+        assert "a re-analysis with msd-mtt-musicnn is under way (5 tracks left)" in capsys.readouterr().err
+        # continued: the two done are not redone; the file that failed in the first run
+        # leaves the library at the switch, and is reported now
+        assert main(["index", "--reanalyze", "--library", str(old_library), "--workers", "1"]) == 1
     finally:
         broken.write_bytes(kept)
     out = capsys.readouterr().out
-    assert "indexed 4, unchanged 2" in out and f"failed: {broken}" in out  # the two done are not redone
+    assert "indexed 5, unchanged 2, removed 0, failed 1" in out and f"failed: {broken}: " in out
+    assert "the library now uses msd-mtt-musicnn: every track re-analysed; 1 that failed left the library" in out
     with Library(old_library) as lib:
         assert lib.catalogue.model == "msd-mtt-musicnn" and lib.catalogue.arrays("vector")[1].shape == (6, 400)
-        assert str(broken) in dict(lib.catalogue.failures())
-        assert lib.stats()["reanalysis"] is None
+        assert str(broken) in dict(lib.catalogue.failures()) and lib.stats()["reanalysis"] is None
+    # repaired since, the file comes back with the next run
+    assert main(["index", str(music), "--library", str(old_library), "--workers", "1"]) == 0
+    assert "indexed 1, unchanged 6" in capsys.readouterr().out
 
 
-def test_reanalysis_with_another_model_restarts_the_staging(old_library, music):
+def test_another_model_restarts_a_reanalysis_and_none_continues_it(old_library, capsys):
+    reanalyse_partly(old_library, "msd-musicnn", 2)
+    capsys.readouterr()
+    assert main(["index", "--reanalyze", "--library", str(old_library), "--workers", "1"]) == 0  # continues
+    assert "indexed 5, unchanged 2" in capsys.readouterr().out
     with Library(old_library) as lib:
-        todo = indexer.plan(lib.catalogue, [music], reanalyze=True).todo
-        list(indexer.run(lib.catalogue, todo[:2], model_name="msd-musicnn", workers=1, reanalyze=True))
-        assert len(lib.catalogue.staged_states()) == 2
-        lib.catalogue.begin_staging(ModelDescription.of("msd-mtt-musicnn", load_model("msd-mtt-musicnn")))
-        assert not lib.catalogue.staged_states()
-        assert lib.catalogue.staged_model.name == "msd-mtt-musicnn"
+        assert lib.catalogue.model == "msd-musicnn"
+    reanalyse_partly(old_library, "msd-mtt-musicnn", 2)
+    assert main(["index", "--reanalyze", "--model", "mtt-musicnn", "--library", str(old_library),
+                 "--workers", "1"]) == 0  # restarts: what msd-mtt-musicnn staged is dropped
+    assert "indexed 7, unchanged 0" in capsys.readouterr().out
+    with Library(old_library) as lib:
+        assert lib.catalogue.model == "mtt-musicnn" and lib.catalogue.arrays("vector")[1].shape == (7, 200)
+
+
+def test_a_reanalysis_never_drops_tracks_whose_files_are_out_of_reach(old_library, music, tmp_path, capsys):
+    """A file not there (an unmounted disk) keeps the library on its old model until it
+    is back, or removed on purpose."""
+    away, parked = music / "c" / "low_tone.opus", tmp_path / "parked.opus"
+    away.rename(parked)
+    try:
+        capsys.readouterr()
+        assert main(["index", "--reanalyze", "--library", str(old_library), "--workers", "1"]) == 0
+        out = capsys.readouterr().out
+        assert ("the re-analysis with msd-mtt-musicnn is not complete: 1 tracks are left, 1 of them because their "
+                f"files are not there (e.g. {away})") in out and "keeps using mtt-musicnn until then" in out
+        with Library(old_library) as lib:
+            assert lib.catalogue.model == "mtt-musicnn" and lib.catalogue.count() == 7
+    finally:
+        parked.rename(away)
+    assert main(["index", "--reanalyze", "--library", str(old_library), "--workers", "1"]) == 0
+    assert "indexed 1, unchanged 6" in capsys.readouterr().out
+    with Library(old_library) as lib:
+        assert lib.catalogue.model == "msd-mtt-musicnn" and lib.catalogue.count() == 7
+
+
+def test_a_reanalysis_keeps_the_fuller_analysis(tmp_path, capsys):
+    root = tmp_path / "m"
+    root.mkdir()
+    synth.write(root / "long.flac", render(("chord", 9), seconds=36.0), RATE)  # room for 10 spread patches
+    library = tmp_path / "full.sqlite"
+    assert main(["index", str(root), "--library", str(library), "--workers", "1", "--excerpt", "0",
+                 "--model", "mtt-musicnn"]) == 0
+    assert main(["index", "--reanalyze", "--library", str(library), "--workers", "1"]) == 0  # asks for 10
+    with Library(library) as lib:
+        assert lib.catalogue.model == "msd-mtt-musicnn"
+        assert [r[0] for r in lib.catalogue.db.execute("SELECT excerpt FROM tracks")] == [0]
+        assert len(lib.catalogue.patches(int(lib.catalogue.ids()[0]))[0]) == 12  # every patch of 36 s
+
+
+def test_reanalyze_needs_a_library_with_tracks(tmp_path, capsys):
+    assert main(["index", "--reanalyze", "--library", str(tmp_path / "new.sqlite")]) == 2
+    assert "holds no tracks to re-analyse; index a folder first" in capsys.readouterr().err
+
+
+def test_a_library_in_use_follows_a_switch(old_library, music):
+    """A long-lived Library (the server's) sees another process switch the model."""
+    from soundalike import recommend
+
+    with Library(old_library) as serving:
+        seed = serving.seed(serving.catalogue.track_by_path(str(music / "a" / "low_chord.flac")))
+        assert len(recommend.similar(serving, seed)) == 5 and serving.model.name == "mtt-musicnn"
+        assert main(["index", "--reanalyze", "--library", str(old_library), "--workers", "1"]) == 0
+        seed = serving.seed(serving.catalogue.track_by_path(str(music / "a" / "low_chord.flac")))
+        assert len(seed.vector) == 400 and len(recommend.similar(serving, seed, tag="piano", min_prob=0)) == 5
+        assert len(serving.model.labels) == 92

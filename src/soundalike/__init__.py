@@ -5,7 +5,7 @@ from .audio import TrackMetadata, load, read_metadata, stream
 from .errors import MediaError, ModelError, ParameterError, SoundalikeError
 from .models import DEFAULT_MODEL, REGISTRY, load_model
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Analysis", "DEFAULT_MODEL", "MediaError", "ModelError", "ParameterError", "REGISTRY",
            "SoundalikeError", "TrackMetadata", "analyze", "iter_windows", "load", "load_model",

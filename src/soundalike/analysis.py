@@ -216,7 +216,7 @@ class Space:
     """Where similarity is measured: raw track (or patch) vectors in, unit vectors out.
 
     The vector is cut into ``blocks`` (one per network of a fused model); ``centre``
-    (the mean vector of the library, or None) is subtracted, each block is scaled
+    (the library's mean, see :func:`library_centre`, or None) is subtracted, each block is scaled
     to unit length and by its weight, and the whole is scaled to unit length again.
     Centring on the library's own mean removes what all of its music shares, so
     cosines measure what sets tracks apart; normalising each block on its own lets
@@ -233,7 +233,8 @@ class Space:
 
     def __post_init__(self):
         if len(self.blocks) != len(self.weights) or not self.blocks:
-            raise ParameterError(f"{len(self.blocks)} blocks and {len(self.weights)} weights: need one weight per block")
+            raise ParameterError(f"{len(self.blocks)} blocks and {len(self.weights)} weights: "
+                                 "need one weight per block")
         if self.centre is not None and len(self.centre) != sum(self.blocks):
             raise ParameterError(f"centre has {len(self.centre)} values for vectors of {sum(self.blocks)}")
 
@@ -254,6 +255,20 @@ class Space:
         edges = np.cumsum((0, *self.blocks))
         parts = [w * normalize(x[..., a:b]) for w, a, b in zip(self.weights, edges[:-1], edges[1:])]
         return normalize(np.concatenate(parts, axis=-1))
+
+
+# The centre is the library's mean shrunk toward the origin, as if this many more tracks
+# sat there: the mean itself for a real library, nearly no centring for a handful of
+# tracks (centred on their own mean, two tracks would point in opposite directions).
+CENTRE_PRIOR_TRACKS = 10
+
+
+def library_centre(total: np.ndarray | None, count: int) -> np.ndarray | None:
+    """The centre of a library's space from the sum (d,) of its ``count`` raw track
+    vectors: ``total / (count + CENTRE_PRIOR_TRACKS)``, float64; None when empty."""
+    if total is None or not count:
+        return None
+    return np.asarray(total, dtype=np.float64) / (count + CENTRE_PRIOR_TRACKS)
 
 
 def model_space(model: AudioModel, centre: np.ndarray | None = None) -> Space:

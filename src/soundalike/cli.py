@@ -62,21 +62,44 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _model_for_run(args: argparse.Namespace, catalogue) -> tuple[str, bool]:
     """(model to analyse with, whether this run re-analyses the whole library), with notes
-    on stderr about a library left on a former default or a re-analysis in progress."""
-    current = catalogue.model
-    reanalyze = bool(args.reanalyze and current)
-    if reanalyze or not current:
-        return args.model or DEFAULT_LIBRARY_MODEL, reanalyze
+    on stderr about a library left on a former default or a re-analysis under way."""
+    current, staged = catalogue.model, catalogue.staged_model
+    if args.reanalyze:
+        if not current:
+            raise ParameterError(f"{catalogue.path} holds no tracks to re-analyse; index a folder first")
+        return args.model or (staged.name if staged else DEFAULT_LIBRARY_MODEL), True
+    if not current:
+        return args.model or DEFAULT_LIBRARY_MODEL, False
+    if args.model:
+        catalogue.refuse_other_model(args.model)
     if args.model is None and current in FORMER_LIBRARY_DEFAULTS and catalogue.get_meta("model_choice") != "explicit":
         print(f"note: this library was analysed with {current}, the default of soundalike before 0.2; the default "
               f"is now {DEFAULT_LIBRARY_MODEL}, which finds music that sounds alike better (see the README). "
               "'soundalike index --reanalyze' re-analyses the whole library with it; the library keeps "
               f"answering with {current} until that is done.", file=sys.stderr)
-    staged = catalogue.staged_model
     if staged is not None:
-        print(f"note: a re-analysis with {staged.name} is under way ({catalogue.unstaged_count()} tracks left); "
+        print(f"note: a re-analysis with {staged.name} is under way ({len(catalogue.unstaged())} tracks left); "
               "'soundalike index --reanalyze' continues it", file=sys.stderr)
     return args.model or current, False
+
+
+def _switch(catalogue, model_name: str, plan) -> list[tuple[str, str]] | None:
+    """After a re-analysis run: switch the library to it when every track is done, and
+    return the files that failed it (in this run or an earlier one); else say what is
+    left and return None."""
+    left = catalogue.unstaged()
+    if left:
+        missing = sorted(set(left) & set(plan.missing))
+        print(f"the re-analysis with {model_name} is not complete: {len(left)} tracks are left"
+              + (f", {len(missing)} of them because their files are not there (e.g. {missing[0]}); make them "
+                 "reachable and run 'soundalike index --reanalyze' again, or if they are gone for good, "
+                 "'soundalike index FOLDER' on their folder removes them" if missing else "")
+              + f". The library keeps using {catalogue.model} until then.")
+        return None
+    failed = catalogue.finish_staging()
+    print(f"the library now uses {model_name}: every track re-analysed"
+          + (f"; {len(failed)} that failed left the library" if failed else ""))
+    return failed
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -88,6 +111,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         catalogue = library.catalogue
         new_library = catalogue.model is None
         model_name, reanalyze = _model_for_run(args, catalogue)
+        if reanalyze:
+            catalogue.begin_staging(indexer.describe(model_name))
         plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt,
                             reanalyze=reanalyze)
         removed = catalogue.remove(plan.removed)
@@ -103,28 +128,26 @@ def cmd_index(args: argparse.Namespace) -> int:
                     seconds += outcome.audio_seconds
                     bar.set_postfix_str(f"{seconds / max(bar.format_dict['elapsed'], 1e-9):.0f}x real time")
                 else:
-                    failed.append(outcome)
+                    failed.append((outcome.path, outcome.reason))
                     bar.write(f"failed: {outcome.path}: {outcome.reason}")
         if reanalyze:
-            catalogue.finish_staging()
-            print(f"the library now uses {model_name} (every track re-analysed; tracks that failed are listed "
-                  "below and left the library)")
-        if new_library or reanalyze:
+            failed = _switch(catalogue, model_name, plan) or failed
+        if (new_library or reanalyze) and catalogue.model == model_name:
             catalogue.set_meta("model_choice", "explicit" if args.model else "default")
         aggregation = args.aggregate or library.aggregation
         if aggregation != "mean" or aggregation != library.aggregation:
             library.reaggregate(aggregation)
         if catalogue.count():  # a rebuild of a large index takes a while: a bar if over 2 s
             with tqdm(total=catalogue.count(), unit="track", desc="vector index", delay=2, dynamic_ncols=True) as bar:
-                library.refresh_index(progress=lambda added: bar.update(added - bar.n))
+                library.refresh_index(progress=lambda added: bar.update(added - bar.n), recentre=True)
                 bar.update(bar.total - bar.n)
         print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
               f" ({catalogue.count()} tracks in {library.path})")
         if plan.failed_before:
             print(f"{plan.failed_before} files that failed before are unchanged and were skipped "
                   "(--retry-failed tries them again)")
-        for outcome in failed:
-            print(f"  failed: {outcome.path}: {outcome.reason}")
+        for path, reason in failed:
+            print(f"  failed: {path}: {reason}")
     return 1 if failed else 0
 
 
@@ -406,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hop", type=float, default=None, help="seconds between patches (default: side by side)")
     p.add_argument("--excerpt", type=int, default=0, help="N spread patches per track (default 0: all)")
     p.add_argument("--no-centre", action="store_true",
-                   help="compare raw cosines instead of centring on the dataset's mean as a library does")
+                   help="do not centre on the dataset's mean as a library does (each network's part is still "
+                        "normalised and weighted)")
     p.add_argument("--out", help="REPORT.md or REPORT.json")
     p.set_defaults(func=cmd_evaluate)
 

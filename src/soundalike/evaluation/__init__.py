@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import analysis, audio
-from ..analysis import Space, model_space
+from ..analysis import Space, library_centre, model_space
 from ..datasets import LABEL_SEPARATOR
 from ..errors import ParameterError
 from ..library.indexer import find_audio
@@ -166,12 +166,13 @@ def item_vectors(features: list[Features], aggregate: str) -> np.ndarray:
 
 
 def search_vectors(features: list[Features], variant: Variant, space: Space) -> np.ndarray:
-    """The items' unit vectors (n, d) in ``space`` centred on their mean (unless
-    ``variant.centre`` is False): what a library of these files would compare."""
+    """The items' unit vectors (n, d) in ``space`` centred as a library of these files
+    would be (unless ``variant.centre`` is False): what that library would compare."""
     raw = item_vectors(features, variant.aggregate)
     if variant.aggregate == "meanstd":  # means and deviations: each block twice
         space = Space(space.blocks * 2, space.weights * 2)
-    return space.with_centre(raw.astype(np.float64).mean(axis=0) if variant.centre else None).project(raw)
+    centre = library_centre(raw.astype(np.float64).sum(axis=0), len(raw)) if variant.centre else None
+    return space.with_centre(centre).project(raw)
 
 
 # --- running ---------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -77,13 +76,22 @@ class Seed:
 
 
 class Library:
-    """A catalogue file plus its vector index (opened lazily, kept up to date)."""
+    """A catalogue file plus its vector index (opened lazily, kept up to date).
+
+    A Library may live long (a server): whatever it derives from the catalogue (the
+    index and its space, the loaded model, the tag matrix) follows the catalogue's
+    generation, so changes made by other processes (an index run, a re-analysis that
+    switches the model) are seen by the next call.
+    """
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
                  exact_limit: int = EXACT_LIMIT):
         self.path = Path(path).expanduser() if path else default_library_path()
         self.catalogue = Catalogue(self.path, create=create)
         self.exact_limit = exact_limit
+        self._index: VectorIndex | None = None
+        self._model: tuple[str, object] | None = None  # (name, loaded model)
+        self._tags: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # (generation, tag matrix)
 
     def close(self) -> None:
         self.catalogue.close()
@@ -94,33 +102,45 @@ class Library:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @functools.cached_property
+    @property
     def index(self) -> VectorIndex:
-        """The vector index, brought up to date with the catalogue (and saved) on first use."""
-        return self.refresh_index()
+        """The vector index, brought up to date with the catalogue (and saved) whenever
+        the catalogue changed since it was last used."""
+        if self._index is None or self._index.generation != self.catalogue.generation:
+            return self.refresh_index()
+        return self._index
 
-    def refresh_index(self, progress: Callable[[int], None] | None = None) -> VectorIndex:
-        """Bring the saved vector index up to date with the catalogue now.
+    def refresh_index(self, progress: Callable[[int], None] | None = None, *, recentre: bool = False) -> VectorIndex:
+        """Bring the saved vector index up to date with the catalogue now (``recentre``:
+        an exact index on the exact mean, see :func:`open_index`).
 
         ``progress(n_added)`` is called while the index is being rebuilt, if it is.
         """
-        index = self.__dict__["index"] = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress)
-        return index
+        self._index = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress, recentre=recentre)
+        return self._index
 
     @property
     def space(self) -> Space:
-        """Where similarity is measured (the index's space: the library's mean as centre)."""
+        """Where similarity is measured: the index's space, centred on the library's mean
+        when the index was built (within ``CENTRE_TOLERANCE`` of the mean now)."""
         return self.index.space
 
-    @functools.cached_property
+    @property
     def model(self):
-        if not self.catalogue.model:
+        """The library's model, loaded."""
+        name = self.catalogue.model
+        if not name:
             raise LibraryError(f"{self.path}: the library is empty; index some music first")
-        return load_model(self.catalogue.model)
+        if self._model is None or self._model[0] != name:
+            self._model = (name, load_model(name))
+        return self._model[1]
 
-    @functools.cached_property
+    @property
     def _tag_matrix(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.catalogue.arrays("tags")
+        generation = self.catalogue.generation
+        if self._tags is None or self._tags[0] != generation:
+            self._tags = (generation, self.catalogue.arrays("tags"))
+        return self._tags[1]
 
     def tag_index(self, tag: str) -> int:
         """Position of a predicted tag (case-insensitive); ParameterError lists the known ones."""
@@ -246,7 +266,6 @@ class Library:
             vectors = analysis.tfidf_vectors(list(patches))
         self.catalogue.set_vectors(dict(zip(ids, vectors)))
         self.catalogue.set_meta("aggregate", method)
-        self.__dict__.pop("index", None)  # stale now; reopened (and patched) on next use
 
     def stats(self) -> dict:
         index_kind = self.index.kind if self.catalogue.count() else None
@@ -257,7 +276,7 @@ class Library:
             "failed": len(self.catalogue.failures()),
             "model": self.catalogue.model,
             "reanalysis": None if staged is None else {
-                "model": staged.name, "left": self.catalogue.unstaged_count()},
+                "model": staged.name, "left": len(self.catalogue.unstaged())},
             "aggregate": self.aggregation,
             "index": index_kind,
             "hours": round((self.catalogue.db.execute("SELECT SUM(duration) FROM tracks").fetchone()[0] or 0) / 3600, 2),

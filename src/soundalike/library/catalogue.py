@@ -15,6 +15,7 @@ one; when every track has been re-analysed, one transaction switches them all.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 CREATE TABLE IF NOT EXISTS staged (  -- a re-analysis with meta.staged_model, not yet switched in
     path TEXT PRIMARY KEY,
+    model TEXT NOT NULL,           -- the model that analysed it (only rows of meta.staged_model count)
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     artist TEXT, title TEXT, album TEXT, genre TEXT,
     duration REAL,
@@ -70,7 +72,7 @@ UPSERT_TRACK = (f"INSERT INTO tracks ({RECORD_COLUMNS}, added_at, generation) {{
                 " artist=excluded.artist, title=excluded.title, album=excluded.album, genre=excluded.genre,"
                 " duration=excluded.duration, excerpt=excluded.excerpt, vector=excluded.vector,"
                 " tags=excluded.tags, patches=excluded.patches, starts=excluded.starts,"
-                " added_at=excluded.added_at, generation=excluded.generation")
+                " generation=excluded.generation")  # a re-analysed track keeps the time it was added
 # what describes the model of a library (meta keys), and of a re-analysis in progress ("staged_" + key)
 MODEL_KEYS = ("model", "tags", "dim", "blocks", "block_weights")
 
@@ -159,7 +161,11 @@ class Catalogue:
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) == 1:
-            self._migrate_from_1()
+            try:
+                self._migrate_from_1()
+            except sqlite3.OperationalError as exc:
+                raise LibraryError(f"{self.path}: a library of soundalike 0.1 that cannot be upgraded ({exc}); "
+                                   "open it once where it is writable") from None
         elif int(version) != SCHEMA_VERSION:
             raise LibraryError(f"{self.path}: schema version {version}; this soundalike reads {SCHEMA_VERSION}")
 
@@ -202,13 +208,31 @@ class Catalogue:
 
     def bind_model(self, model: ModelDescription) -> None:
         """Record the model on first use; refuse a different one later."""
+        with self._transaction():
+            if self.get_meta("model") is None:
+                self._set_model(model)
+                return
+        self.refuse_other_model(model.name)
+
+    def refuse_other_model(self, name: str) -> None:
+        """ParameterError if the library was analysed with another model than ``name``."""
         current = self.get_meta("model")
-        if current is None:
-            self._set_model(model)
-        elif current != model.name:
-            raise ParameterError(f"{self.path} was indexed with model {current!r}, not {model.name!r}; "
+        if current is not None and current != name:
+            raise ParameterError(f"{self.path} was indexed with model {current!r}, not {name!r}; "
                                  f"use --model {current}, another --library, or --reanalyze to re-analyse "
-                                 f"the whole library with {model.name}")
+                                 f"the whole library with {name}")
+
+    def _check_model(self, name: str | None, prefix: str = "") -> None:
+        """Inside a write transaction: refuse a track analysed by another model than the
+        library's (or the re-analysis's), which another process may have switched to."""
+        current = self.get_meta(prefix + "model")
+        if name is not None and current != name:
+            if prefix:
+                now = f"being re-analysed with {current}" if current else "not being re-analysed"
+            else:
+                now = f"analysed with {current}"
+            raise LibraryError(f"{self.path} is {now} (another run changed it), not with {name}; "
+                               "run the command again")
 
     def _set_model(self, model: ModelDescription, prefix: str = "") -> None:
         values = (model.name, json.dumps(list(model.tags)), str(sum(model.blocks)), json.dumps(list(model.blocks)),
@@ -237,14 +261,15 @@ class Catalogue:
     def tag_names(self) -> list[str]:
         return json.loads(self.get_meta("tags") or "[]")
 
-    # --- the library's mean vector ---------------------------------------------------
-    def mean_vector(self) -> np.ndarray | None:
-        """The mean of every track vector, float64 (dim,); None when the library is empty."""
-        count = self.count()
-        total = self.get_meta("vector_sum")
+    # --- the sum of the track vectors --------------------------------------------------
+    def vector_sum(self) -> tuple[np.ndarray | None, int]:
+        """(the sum of every track vector, float64 (dim,) or None when empty; the number of tracks)."""
+        with self.snapshot():
+            count = self.count()
+            total = self.get_meta("vector_sum")
         if not count or total is None:
-            return None
-        return np.asarray(json.loads(total), dtype=np.float64) / count
+            return None, count
+        return np.asarray(json.loads(total), dtype=np.float64), count
 
     def _shift_sum(self, added: Iterable[bytes] = (), removed: Iterable[bytes] = ()) -> None:
         """Add and subtract float32 vector blobs to and from ``meta.vector_sum`` (inside a transaction)."""
@@ -271,22 +296,24 @@ class Catalogue:
             self.set_meta("vector_sum", json.dumps(total.tolist()))
 
     # --- writing -------------------------------------------------------------------
-    def put(self, record: TrackRecord) -> int:
-        """Insert or replace a track (and clear its failure), in one transaction."""
+    def put(self, record: TrackRecord, model: str | None = None) -> int:
+        """Insert or replace a track (and clear its failure), in one transaction; with
+        ``model``, refused (LibraryError) unless the library is that model's."""
         with self._transaction():
+            self._check_model(model)
             generation = self._bump()
             self.db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
             old = self.db.execute("SELECT vector FROM tracks WHERE path = ?", (record.path,)).fetchone()
-            values = _record_values(record)
-            cur = self.db.execute(UPSERT_TRACK.format(source="VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)") + " RETURNING id",
-                                  (*values, time.time(), generation))
-            track_id = cur.fetchone()[0]
-            self._shift_sum(added=[values[9]], removed=[old[0]] if old else [])
+            upsert = UPSERT_TRACK.format(source="VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)") + " RETURNING id"
+            track_id = self.db.execute(upsert, (*_record_values(record), time.time(), generation)).fetchone()[0]
+            self._shift_sum(added=[_blob(record.vector, np.float32)], removed=[old[0]] if old else [])
         return track_id
 
-    def put_failure(self, path: str, size: int | None, mtime_ns: int | None, reason: str) -> None:
-        """Record why a file failed; a stale track row for it is removed."""
+    def put_failure(self, path: str, size: int | None, mtime_ns: int | None, reason: str,
+                    model: str | None = None) -> None:
+        """Record why a file failed; a stale track row for it is removed (``model``: see :meth:`put`)."""
         with self._transaction():
+            self._check_model(model)
             removed = self.db.execute("DELETE FROM tracks WHERE path = ? RETURNING vector", (path,)).fetchall()
             self.db.execute("INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason, at) VALUES (?,?,?,?,?)",
                             (path, size, mtime_ns, reason, time.time()))
@@ -323,32 +350,37 @@ class Catalogue:
         return self._model_description("staged_")
 
     def begin_staging(self, model: ModelDescription) -> None:
-        """Start (or continue) re-analysing the library with ``model``; a re-analysis
-        with another model in progress is dropped."""
+        """Start (or continue) re-analysing the library with ``model``; what was staged
+        by any other model is dropped."""
         with self._transaction():
-            current = self.get_meta("staged_model")
-            if current is not None and current != model.name:
-                self.db.execute("DELETE FROM staged")
+            self.db.execute("DELETE FROM staged WHERE model != ?", (model.name,))
             self._set_model(model, "staged_")
 
-    def stage(self, record: TrackRecord) -> None:
-        """Store a re-analysed track (not yet visible)."""
+    def stage(self, record: TrackRecord, model: str) -> None:
+        """Store a track re-analysed by ``model`` (not yet visible); refused (LibraryError)
+        unless a re-analysis with ``model`` is in progress."""
         with self._transaction():
-            self.db.execute(f"INSERT OR REPLACE INTO staged ({RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            _record_values(record))
+            self._check_model(model, "staged_")
+            self.db.execute(f"INSERT OR REPLACE INTO staged ({RECORD_COLUMNS}, model) "
+                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (*_record_values(record), model))
 
-    def stage_failure(self, path: str, size: int, mtime_ns: int, reason: str) -> None:
+    def stage_failure(self, path: str, size: int, mtime_ns: int, reason: str, model: str) -> None:
         with self._transaction():
-            self.db.execute("INSERT OR REPLACE INTO staged (path, size, mtime_ns, reason) VALUES (?,?,?,?)",
-                            (path, size, mtime_ns, reason))
+            self._check_model(model, "staged_")
+            self.db.execute("INSERT OR REPLACE INTO staged (path, model, size, mtime_ns, reason) VALUES (?,?,?,?,?)",
+                            (path, model, size, mtime_ns, reason))
 
     def staged_states(self) -> dict[str, tuple[int, int]]:
-        """path -> (size, mtime_ns) of every file the re-analysis has done (or failed)."""
-        return {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM staged")}
+        """path -> (size, mtime_ns) of every file the re-analysis in progress has done (or failed)."""
+        rows = self.db.execute("SELECT path, size, mtime_ns FROM staged WHERE model = "
+                               "(SELECT value FROM meta WHERE key = 'staged_model')")
+        return {p: (s, m) for p, s, m in rows}
 
-    def unstaged_count(self) -> int:
-        """Tracks of the library not yet re-analysed."""
-        return self.db.execute("SELECT COUNT(*) FROM tracks WHERE path NOT IN (SELECT path FROM staged)").fetchone()[0]
+    def unstaged(self) -> list[str]:
+        """Paths of the library's tracks the re-analysis in progress has not done yet."""
+        rows = self.db.execute("SELECT path FROM tracks WHERE path NOT IN (SELECT path FROM staged WHERE model = "
+                               "(SELECT value FROM meta WHERE key = 'staged_model')) ORDER BY path")
+        return [r[0] for r in rows]
 
     def finish_staging(self) -> list[tuple[str, str]]:
         """Switch the library to the re-analysis, in one transaction, once every track has
@@ -357,21 +389,22 @@ class Catalogue:
 
         Raises LibraryError when no re-analysis is in progress or tracks are left.
         """
-        model = self.staged_model
-        if model is None:
-            raise LibraryError(f"{self.path}: no re-analysis in progress")
         with self._transaction():
-            left = self.unstaged_count()
+            model = self.staged_model
+            if model is None:
+                raise LibraryError(f"{self.path}: no re-analysis in progress")
+            left = len(self.unstaged())
             if left:
                 raise LibraryError(f"{self.path}: {left} tracks are not re-analysed yet")
             generation = self._bump()
-            failed = self.db.execute("SELECT path, reason FROM staged WHERE reason IS NOT NULL ORDER BY path").fetchall()
+            done = "FROM staged WHERE model = ? AND reason IS"
+            failed = self.db.execute(f"SELECT path, reason {done} NOT NULL ORDER BY path", (model.name,)).fetchall()
             self.db.execute("INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason, at) "
-                            "SELECT path, size, mtime_ns, reason, ? FROM staged WHERE reason IS NOT NULL", (time.time(),))
-            self.db.execute("DELETE FROM tracks WHERE path IN (SELECT path FROM staged WHERE reason IS NOT NULL)")
-            self.db.execute(UPSERT_TRACK.format(source=f"SELECT {RECORD_COLUMNS}, ?, ? FROM staged "
-                                                       "WHERE reason IS NULL"), (time.time(), generation))
-            self.db.execute("DELETE FROM failures WHERE path IN (SELECT path FROM staged WHERE reason IS NULL)")
+                            f"SELECT path, size, mtime_ns, reason, ? {done} NOT NULL", (time.time(), model.name))
+            self.db.execute(f"DELETE FROM tracks WHERE path IN (SELECT path {done} NOT NULL)", (model.name,))
+            self.db.execute(UPSERT_TRACK.format(source=f"SELECT {RECORD_COLUMNS}, ?, ? {done} NULL"),
+                            (time.time(), generation, model.name))
+            self.db.execute(f"DELETE FROM failures WHERE path IN (SELECT path {done} NULL)", (model.name,))
             self._set_model(model)
             for key in MODEL_KEYS:
                 self.db.execute("DELETE FROM meta WHERE key = ?", ("staged_" + key,))
@@ -399,6 +432,19 @@ class Catalogue:
 
     def _transaction(self) -> "_Tx":
         return Catalogue._Tx(self.db)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the library (a read transaction), even while
+        another process writes; inside a transaction already, that one."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     # --- reading -------------------------------------------------------------------
     def file_states(self) -> dict[str, tuple[int, int, bool, int | None]]:

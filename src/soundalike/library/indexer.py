@@ -27,16 +27,19 @@ class FileState:
     path: str  # absolute, as stored
     size: int
     mtime_ns: int
+    excerpt: int | None = None  # patches to analyse it with, when not the run's
 
 
 @dataclasses.dataclass
 class Plan:
-    """What an index run will do: analyse ``todo``, drop ``removed``."""
+    """What an index run will do: analyse ``todo``, drop ``removed``. ``missing``: library
+    tracks a re-analysis cannot reach (their files are not there, outside the roots)."""
 
     todo: list[FileState]
     unchanged: int
     failed_before: int  # unchanged files that failed last time (skipped)
     removed: list[str]
+    missing: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,38 +82,45 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     New and changed files are to be analysed, and so are tracks analysed with fewer
     patches than ``excerpt`` now asks for (0 = every patch): asking for fewer keeps
     the better analysis already stored. With ``reanalyze`` (a re-analysis with another
-    model is in progress, see :meth:`Catalogue.begin_staging`), every track of the
-    library, wherever it is, and every new file under ``roots`` is to be analysed,
-    except those the re-analysis already did and that have not changed since.
+    model has begun, see :meth:`Catalogue.begin_staging`), every track of the library,
+    wherever it is, and every new file under ``roots`` is to be analysed, except what
+    the re-analysis already did and has not changed since; a track keeps the fuller of
+    its own excerpt and ``excerpt``.
     """
     roots = [Path(r).expanduser().resolve() for r in roots]
     known = catalogue.file_states()
     found = {f.path: f for f in find_audio(roots)}
-    under = [str(r) + os.sep for r in roots if r.is_dir()]
-    removed = [p for p in known if p not in found and (any(p.startswith(u) for u in under) or
-                                                       any(p == str(r) for r in roots))]
-    if reanalyze:
-        for path, (size, mtime_ns, failed, _) in known.items():  # library tracks outside the roots
-            if not failed and path not in found and path not in removed:
-                found[path] = _file_state(path) or FileState(path, size, mtime_ns)
     staged = catalogue.staged_states() if reanalyze else {}
-    todo, unchanged, failed_before = [], 0, 0
-    for f in found.values():
-        state = known.get(f.path)
-        if reanalyze and not (state and state[2]):
-            if staged.get(f.path) == (f.size, f.mtime_ns):
-                unchanged += 1
+    under = [str(r) + os.sep for r in roots if r.is_dir()]
+    removed = sorted(p for p in {*known, *staged} if p not in found and (any(p.startswith(u) for u in under) or
+                                                                        any(p == str(r) for r in roots)))
+    result = Plan([], 0, 0, removed)
+    candidates = dict(found)
+    if reanalyze:  # the library's tracks outside the roots too
+        for path, (_, _, failed, stored) in known.items():
+            if failed or path in removed:
+                continue
+            state = candidates.get(path) or _file_state(path)
+            if state is None:
+                result.missing.append(path)
             else:
-                todo.append(f)
-        elif state is None or (state[0], state[1]) != (f.size, f.mtime_ns) or _too_few_patches(state[3], excerpt):
-            todo.append(f)
-        elif state[2] and retry_failed:
-            todo.append(f)
-        elif state[2]:
-            failed_before += 1
+                candidates[path] = dataclasses.replace(state, excerpt=_fuller(stored, excerpt))
+    for f in candidates.values():
+        state = known.get(f.path)
+        failed_before = state is not None and state[2] and (state[0], state[1]) == (f.size, f.mtime_ns)
+        if failed_before and not retry_failed:
+            result.failed_before += 1
+        elif reanalyze:
+            if staged.get(f.path) == (f.size, f.mtime_ns):
+                result.unchanged += 1
+            else:
+                result.todo.append(f)
+        elif state is None or (state[0], state[1]) != (f.size, f.mtime_ns) or _too_few_patches(state[3], excerpt) \
+                or state[2]:
+            result.todo.append(f)
         else:
-            unchanged += 1
-    return Plan(todo, unchanged, failed_before, removed)
+            result.unchanged += 1
+    return result
 
 
 def _file_state(path: str) -> FileState | None:
@@ -124,6 +134,11 @@ def _file_state(path: str) -> FileState | None:
 def _too_few_patches(stored: int | None, wanted: int) -> bool:
     """Whether a track analysed with ``stored`` spread patches (0 = all) lacks what ``wanted`` asks."""
     return bool(stored) and (wanted == 0 or wanted > stored)
+
+
+def _fuller(stored: int | None, wanted: int) -> int:
+    """The fuller of two excerpts (0 = every patch)."""
+    return wanted if stored is None or _too_few_patches(stored, wanted) else stored
 
 
 def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
@@ -150,12 +165,17 @@ def _init_worker(model_name: str, threads: int) -> None:
 def _work(f: FileState, excerpt: int):
     """Runs in a worker: (record, None) or (None, reason)."""
     try:
-        return analyse_file(f, _MODEL, excerpt), None
+        return analyse_file(f, _MODEL, excerpt if f.excerpt is None else f.excerpt), None
     except Exception as exc:  # a bad file must not stop the run: record why instead
         from ..errors import MediaError
 
         reason = exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
         return None, reason
+
+
+def describe(model_name: str) -> ModelDescription:
+    """What the catalogue records of a model (loading it)."""
+    return ModelDescription.of(model_name, load_model(model_name))
 
 
 def threads_per_worker(workers: int) -> int:
@@ -170,16 +190,19 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
     Yields an :class:`Outcome` per file, in completion order. ``workers`` > 1 uses
     that many processes (spawned, each with ``threads_per_worker`` torch threads);
     at most ``2 * workers`` files are in flight, and they are all a kill can lose.
-    With ``reanalyze`` the results are staged for a switch of the whole library to
-    ``model_name`` (:meth:`Catalogue.finish_staging`) instead of stored as tracks.
+    With ``reanalyze`` the results are staged (the re-analysis with ``model_name`` must
+    have begun: :meth:`Catalogue.begin_staging`) for a switch of the whole library
+    (:meth:`Catalogue.finish_staging`) instead of stored as tracks. A result the library
+    no longer accepts (another process switched its model meanwhile) raises LibraryError.
     """
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
     if excerpt < 0:
         raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
+    if not todo:
+        return
     model = load_model(model_name)
     if reanalyze:
-        catalogue.begin_staging(ModelDescription.of(model_name, model))
         put, put_failure = catalogue.stage, catalogue.stage_failure
     else:
         catalogue.bind_model(ModelDescription.of(model_name, model))
@@ -187,9 +210,9 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
 
     def store(f: FileState, record, reason) -> Outcome:
         if record is None:
-            put_failure(f.path, f.size, f.mtime_ns, reason)
+            put_failure(f.path, f.size, f.mtime_ns, reason, model=model_name)
             return Outcome(f.path, reason)
-        put(record)
+        put(record, model=model_name)
         return Outcome(f.path, None, record.metadata.duration or 0.0)
 
     if workers == 1:

@@ -3,11 +3,12 @@
 Vectors enter the index through the library's :class:`~soundalike.analysis.Space`,
 centred on the library's mean (the centre is saved with the index, and queries go
 through the same space). The raw vectors stay in SQLite, so the index can always be
-rebuilt around a new centre as the library changes. An exact index is rebuilt
-whenever the library changed (so its neighbours are exactly those of a library
-indexed in one go); an HNSW index is updated in place while the library's mean has
-moved less than ``CENTRE_TOLERANCE`` of the tracks' spread around it, and rebuilt
-around the new mean beyond.
+rebuilt around a new centre as the library changes. An index is updated in place
+while the library's mean has moved less than ``CENTRE_TOLERANCE`` of the tracks'
+spread around it, and rebuilt around the new mean beyond; ``soundalike index`` ends by
+re-centring an exact index on the exact mean, so that its neighbours are those of a
+library indexed in one go (an HNSW index is approximate anyway, and rebuilding it
+after every run would cost a minute at 500,000 tracks).
 
 Exact search (``IndexFlatIP``) up to ``EXACT_LIMIT`` tracks, HNSW beyond (see
 docs/benchmarks.md for the measured latency and recall). The index is saved beside
@@ -33,7 +34,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..analysis import Space
+from ..analysis import Space, library_centre
 from .catalogue import Catalogue
 
 EXACT_LIMIT = 100_000  # tracks searched exactly; HNSW above
@@ -42,7 +43,9 @@ HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 512  # candidates kept while searching: recall 0.99 at 2 ms for 1M tracks (docs/benchmarks.md)
 BUILD_CHUNK = 20_000  # vectors added at a time (progress is reported between chunks)
 MAX_DEAD_FRACTION = 0.2  # HNSW is rebuilt when more of its vectors than this are dead
-CENTRE_TOLERANCE = 0.01  # mean shift (in spreads) past which HNSW is rebuilt: recall 0.993 against 0.999 (bench_library centre)
+# How far (in units of the tracks' spread) the library's mean may move before HNSW is
+# rebuilt around it: a stale centre then costs 0.005 of recall (bench_library centre)
+CENTRE_TOLERANCE = 0.01
 VERSION_SHIFT = 40  # faiss label = track id | version << VERSION_SHIFT
 TRACK_MASK = (1 << VERSION_SHIFT) - 1
 
@@ -54,10 +57,12 @@ class VectorIndex:
     it too); ``dead``: labels whose vectors are out of date (HNSW only), never returned.
     """
 
-    def __init__(self, index: faiss.IndexIDMap2, kind: str, space: Space, dead: np.ndarray | None = None):
+    def __init__(self, index: faiss.IndexIDMap2, kind: str, space: Space, dead: np.ndarray | None = None,
+                 generation: int | None = None):
         self.index = index
         self.kind = kind
         self.space = space
+        self.generation = generation  # of the catalogue it reflects
         self.dead = np.unique(np.asarray([] if dead is None else dead, dtype=np.int64))
         labels = self.labels
         versioned = labels[labels > TRACK_MASK]
@@ -141,7 +146,7 @@ class VectorIndex:
 
     def save(self, catalogue_path: Path, state: dict) -> None:
         index_path, state_path = self.paths(catalogue_path)
-        tmp_index, tmp_state = Path(f"{index_path}.tmp"), Path(f"{state_path}.tmp")
+        tmp_index, tmp_state = Path(f"{index_path}.{os.getpid()}.tmp"), Path(f"{state_path}.{os.getpid()}.tmp")
         faiss.write_index(self.index, str(tmp_index))
         centre = None if self.space.centre is None else self.space.centre.tolist()
         tmp_state.write_text(json.dumps({**state, "kind": self.kind, "count": len(self), "dead": self.dead.tolist(),
@@ -164,7 +169,10 @@ class VectorIndex:
             return None
         if not isinstance(index, faiss.IndexIDMap2):
             index = faiss.downcast_index(index)
-        return cls(index, state.get("kind", "exact"), space, state.get("dead")), state
+        loaded = cls(index, state.get("kind", "exact"), space, state.get("dead"), state.get("generation"))
+        if len(loaded) != state.get("count"):  # an index and a state saved by two different writers
+            return None
+        return loaded, state
 
 
 def _state(catalogue: Catalogue) -> dict:
@@ -172,11 +180,12 @@ def _state(catalogue: Catalogue) -> dict:
 
 
 def library_space(catalogue: Catalogue) -> Space:
-    """The catalogue's space now: its model's blocks and weights, centred on its mean."""
+    """The catalogue's space now: its model's blocks and weights, centred on its mean
+    (:func:`~soundalike.analysis.library_centre`)."""
     model = catalogue.description
     if model is None:  # empty: any space will do
         return Space((1,), (1.0,))
-    return Space(model.blocks, model.weights, catalogue.mean_vector())
+    return Space(model.blocks, model.weights, library_centre(*catalogue.vector_sum()))
 
 
 def spread(vectors: np.ndarray, space: Space) -> list[float]:
@@ -199,47 +208,53 @@ def centre_drift(saved: Space, current: Space, spreads: list[float]) -> float:
 
 
 def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT,
-               progress: Callable[[int], None] | None = None) -> VectorIndex:
+               progress: Callable[[int], None] | None = None, recentre: bool = False) -> VectorIndex:
     """The catalogue's vector index, up to date with it (``progress``: see ``VectorIndex.build``).
 
-    Loads the saved index when it reflects the catalogue's current generation. An
-    HNSW index behind it is updated in its saved space: the tracks deleted or rewritten
-    since are marked dead, the current vectors of new and rewritten ones added, and it
-    is saved. Otherwise it is rebuilt from SQLite around the library's current mean:
-    an exact index whenever the library changed, an HNSW index when the mean moved
-    more than ``CENTRE_TOLERANCE``, the dead labels pass ``MAX_DEAD_FRACTION``, or the
-    library crossed ``exact_limit``; any index with no usable saved state.
+    Loads the saved index when it reflects the catalogue's current generation. Behind
+    it, while the library's mean moved less than ``CENTRE_TOLERANCE``, the index is
+    updated in its saved space: the tracks deleted or rewritten since are removed
+    (exact) or marked dead (HNSW), the current vectors of new and rewritten ones added,
+    and it is saved. Otherwise it is rebuilt from SQLite around the library's current
+    mean: past the tolerance, when the dead labels pass ``MAX_DEAD_FRACTION`` or the
+    library crossed ``exact_limit``, with no usable saved state, and, with ``recentre``,
+    an exact index whose centre is not the current mean.
     """
-    wanted = _state(catalogue)
-    space = library_space(catalogue)
-    loaded = VectorIndex.load(catalogue.path)
-    if loaded is not None:
-        index, saved = loaded
-        same_model = saved.get("model") == wanted["model"] and index.space.blocks == space.blocks \
-            and index.space.weights == space.weights
-        if same_model and saved.get("generation") == wanted["generation"]:
-            return index
-        if same_model and isinstance(saved.get("generation"), int) and index.kind == "hnsw" \
-                and centre_drift(index.space, space, saved.get("spread") or []) <= CENTRE_TOLERANCE:
-            updated = _update(catalogue, index, saved["generation"], exact_limit)
-            if updated is not None:
-                updated.save(catalogue.path, {**wanted, "spread": saved["spread"]})
-                return updated
-    ids, vectors = catalogue.arrays("vector")
+    with catalogue.snapshot():  # one state of the library throughout
+        wanted = _state(catalogue)
+        space = library_space(catalogue)
+        loaded = VectorIndex.load(catalogue.path)
+        if loaded is not None:
+            index, saved = loaded
+            same_model = saved.get("model") == wanted["model"] and index.space.blocks == space.blocks \
+                and index.space.weights == space.weights
+            drift = centre_drift(index.space, space, saved.get("spread") or [])
+            stale_centre = recentre and index.kind == "exact" and drift > 0
+            if same_model and not stale_centre and saved.get("generation") == wanted["generation"]:
+                return index
+            if same_model and not stale_centre and isinstance(saved.get("generation"), int) \
+                    and drift <= CENTRE_TOLERANCE:
+                updated = _update(catalogue, index, saved["generation"], exact_limit)
+                if updated is not None:
+                    updated.generation = wanted["generation"]
+                    updated.save(catalogue.path, {**wanted, "spread": saved["spread"]})
+                    return updated
+        ids, vectors = catalogue.arrays("vector")
     index = VectorIndex.build(ids, vectors, space, exact_limit=exact_limit, progress=progress)
+    index.generation = wanted["generation"]
     index.save(catalogue.path, {**wanted, "spread": spread(vectors, space)})
     return index
 
 
 def _update(catalogue: Catalogue, index: VectorIndex, since: int, exact_limit: int) -> VectorIndex | None:
-    """Apply the catalogue's changes after generation ``since`` to an HNSW index, in
-    its own space; None if a rebuild is needed.
+    """Apply the catalogue's changes after generation ``since``, in the index's own
+    space; None if a rebuild is needed.
 
-    Vectors of removed and rewritten tracks are marked dead; new and rewritten tracks
-    are added, a rewritten one under its next version's label.
+    Vectors of removed and rewritten tracks are deleted (exact) or marked dead (HNSW);
+    new and rewritten tracks are added, a rewritten one under its next version's label.
     """
     current = catalogue.ids()
-    if len(current) <= exact_limit:
+    if (len(current) > exact_limit) != (index.kind == "hnsw"):
         return None
     labels = index.labels
     live = labels[~np.isin(labels, index.dead)]
@@ -247,9 +262,14 @@ def _update(catalogue: Catalogue, index: VectorIndex, since: int, exact_limit: i
     rewritten = catalogue.changed_since(since)
     stale = live[~np.isin(live_tracks, current) | np.isin(live_tracks, rewritten)]
     missing = np.union1d(np.setdiff1d(current, live_tracks), rewritten)
-    dead = np.union1d(index.dead, stale)
-    if len(dead) > MAX_DEAD_FRACTION * (len(labels) + len(missing)):
-        return None
+    dead = index.dead
+    if index.kind == "hnsw":
+        dead = np.union1d(dead, stale)
+        if len(dead) > MAX_DEAD_FRACTION * (len(labels) + len(missing)):
+            return None
+    elif len(stale):
+        index.index.remove_ids(stale)
+        labels = index.labels
     if len(missing):
         ids, vectors = catalogue.arrays("vector", missing)
         index.index.add_with_ids(index.space.project(vectors), _next_labels(labels, ids))

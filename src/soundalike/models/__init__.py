@@ -102,5 +102,6 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
     return model.eval()
 
 
-__all__ = ["AudioModel", "DEFAULT_LIBRARY_MODEL", "DEFAULT_MODEL", "FORMER_LIBRARY_DEFAULTS", "FusedModel", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec",
-           "load_model", "MusiCNN", "MusiCNNConfig"]
+__all__ = ["AudioModel", "DEFAULT_LIBRARY_MODEL", "DEFAULT_MODEL", "FORMER_LIBRARY_DEFAULTS", "FusedModel",
+           "LIBRARY_MEMBERS", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec", "load_model", "MusiCNN",
+           "MusiCNNConfig"]
