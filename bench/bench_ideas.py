@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from soundalike import analysis, audio
-from soundalike.analysis import Space, normalize
+from soundalike.analysis import Space, library_centre, normalize
 from soundalike.evaluation import collect
 from soundalike.evaluation.metrics import retrieval
 from soundalike.models import load_model
@@ -134,8 +134,13 @@ def score(vectors: np.ndarray, items) -> tuple[float, float]:
     return r.precision_at[5], r.mean_average_precision
 
 
+def centre_of(x: np.ndarray) -> np.ndarray:
+    """The centre a library of these vectors would have."""
+    return library_centre(x.astype(np.float64).sum(axis=0), len(x))
+
+
 def centred(x: np.ndarray, centre=None) -> np.ndarray:
-    return Space((x.shape[1],), (1.0,), x.astype(np.float64).mean(axis=0) if centre is None else centre).project(x)
+    return Space((x.shape[1],), (1.0,), centre_of(x) if centre is None else centre).project(x)
 
 
 def fused(parts, weights) -> np.ndarray:
@@ -246,8 +251,8 @@ def main() -> int:
             add(label, corpus, score_matrix(reranked(default, how), items))
         other = "soundtracks" if corpus == "gtzan-dev" else "gtzan-dev"
         om, ot = feats[other]["msd"]["emb"], feats[other]["mtt"]["emb"]
-        cross = normalize(np.concatenate([0.6 * centred(m["emb"], om.astype(np.float64).mean(axis=0)),
-                                          0.4 * centred(t["emb"], ot.astype(np.float64).mean(axis=0))], 1))
+        cross = normalize(np.concatenate([0.6 * centred(m["emb"], centre_of(om)),
+                                          0.4 * centred(t["emb"], centre_of(ot))], 1))
         add("default centred on the *other* corpus's mean", corpus, score(cross, items))
         for w in (0.5, 0.65):
             add(f"weights {w:g} / {1 - w:g} (fitted on {'soundtracks' if w == 0.5 else 'gtzan-dev'})", corpus,

@@ -90,7 +90,7 @@ def scored(name: str, vectors: np.ndarray, items, *, note: str = "", samples: in
 
 def library_rows(library: Path, items, seconds: float, *, samples: int, sweep: bool) -> list[Row]:
     """The default's row, and the alternatives that compare its stored vectors in other spaces."""
-    from soundalike.analysis import Space
+    from soundalike.analysis import Space, library_centre
     from soundalike.library import Library
     from soundalike.models import DEFAULT_LIBRARY_MODEL, LIBRARY_MEMBERS
 
@@ -106,7 +106,7 @@ def library_rows(library: Path, items, seconds: float, *, samples: int, sweep: b
             [f"block {b + 1}" for b in range(len(space.blocks))]
         rows = [scored(f"**default: {model}**", lib.vectors(ids), kept, samples=samples,
                        note=f"{len(ids) / seconds:.2f} tracks/s, {hours * 3600 / seconds:.0f}x real time")]
-    centre = raw.astype(np.float64).mean(axis=0)
+    centre = library_centre(raw.astype(np.float64).sum(axis=0), len(raw))  # as a library of these items
     edges = np.cumsum((0, *space.blocks))
     if len(space.blocks) > 1:
         for b, (a, z) in enumerate(zip(edges[:-1], edges[1:])):

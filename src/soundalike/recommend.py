@@ -11,9 +11,9 @@ from .library import Library, Seed, Track
 
 # The same recording in another file (another encoding or copy): nearly the same
 # track vector (in the library's space) and the same length. On the soundtracks
-# corpus at the default 10 patches, 40 MP3 re-encodings score at least 0.946 (median
+# corpus at the default 10 patches, 40 MP3 re-encodings score at least 0.947 (median
 # 0.982) against their originals, and those tracks' nearest other track at most
-# 0.902; the one distinct pair of the corpus above 0.93 (0.954) differs in length by
+# 0.904; the one distinct pair of the corpus above 0.93 (0.953) differs in length by
 # 3.9 s (bench/bench_library.py duplicates, docs/benchmarks.md).
 DUPLICATE_COSINE = 0.93
 DUPLICATE_SECONDS = 2.0

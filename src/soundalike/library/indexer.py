@@ -16,7 +16,8 @@ from ..models import load_model
 from .catalogue import Catalogue, ModelDescription, TrackRecord
 
 # Patches analysed per track: on the soundtracks corpus, 10 spread patches retrieve as
-# well as every patch (mAP 0.328 against 0.331) at 4.9x the speed; docs/benchmarks.md.
+# well as every patch (default model: mAP 0.360 against 0.359) at 4.8x the speed
+# (bench/bench_quality.py --full, docs/benchmarks.md).
 DEFAULT_EXCERPT = 10
 AUDIO_EXTENSIONS = frozenset({".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wav", ".au",
                               ".aif", ".aiff", ".wma", ".wv", ".ape", ".mka", ".webm"})
