@@ -78,6 +78,9 @@ class Seed:
 class Library:
     """A catalogue file plus its vector index (opened lazily, kept up to date).
 
+    ``create``: open it to write tracks (``soundalike index``); ``readonly``: see
+    :class:`Catalogue` (by default, read-only exactly when it cannot be written).
+
     A Library may live long (a server): whatever it derives from the catalogue (the
     index and its space, the loaded model, the tag matrix) follows the catalogue's
     generation, so changes made by other processes (an index run, a re-analysis that
@@ -85,9 +88,9 @@ class Library:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
-                 exact_limit: int = EXACT_LIMIT):
+                 readonly: bool | None = None, exact_limit: int = EXACT_LIMIT):
         self.path = Path(path).expanduser() if path else default_library_path()
-        self.catalogue = Catalogue(self.path, create=create)
+        self.catalogue = Catalogue(self.path, create=create, readonly=readonly)
         self.exact_limit = exact_limit
         self._index: VectorIndex | None = None
         self._model: tuple[str, object] | None = None  # (name, loaded model)
@@ -202,10 +205,14 @@ class Library:
         """A library path, a track id, an audio file outside the library, or words
         matched against artist, title, album and path (the first match, by artist and title)."""
         candidate = Path(query).expanduser()
-        if candidate.is_file():
-            track = self.catalogue.track_by_path(str(candidate.resolve()))
+        try:
+            is_file, resolved = candidate.is_file(), str(candidate.resolve())
+        except (OSError, RuntimeError):  # too long for a file name, or a loop of links: not a path
+            is_file, resolved = False, None
+        if is_file:
+            track = self.catalogue.track_by_path(resolved)
             return self.seed(track) if track else self.analyse_outside(candidate)
-        by_path = self.catalogue.track_by_path(str(candidate.resolve()))
+        by_path = resolved and self.catalogue.track_by_path(resolved)
         if by_path:  # a library path whose file is not there right now
             return self.seed(by_path)
         if query.strip().isdigit():

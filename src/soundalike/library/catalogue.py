@@ -11,16 +11,24 @@ nothing to read however large the library.
 Every track of the library is analysed by one model. Re-analysing a library with
 another model writes into ``staged`` while the library keeps answering with the old
 one; when every track has been re-analysed, one transaction switches them all.
+
+``meta.library_id``, a random identity made with the file, binds the vector index to
+this library and no other. A library that cannot be written (file or folder) is opened
+read-only and never written, not even on open. SQLite's errors on the file become a
+:class:`LibraryError` naming it, the cause and what to do; a damaged file is refused
+for writing (``soundalike repair`` recovers what can be read, see :mod:`.repair`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,6 +37,8 @@ import numpy as np
 from ..audio import TrackMetadata
 from ..errors import ParameterError, SoundalikeError
 
+MAX_TRACK_ID = 2**63 - 1  # SQLite's largest integer: track ids lie in 0..MAX_TRACK_ID
+MAX_QUERY_WORDS = 64  # words of a text search (SQLite's expression depth allows about 500)
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,7 +88,96 @@ MODEL_KEYS = ("model", "tags", "dim", "blocks", "block_weights")
 
 
 class LibraryError(SoundalikeError):
-    """The library file is missing, from another model, or not a soundalike library."""
+    """The library file is missing, damaged, read-only for a command that writes, from
+    another model, or not a soundalike library."""
+
+
+def damaged(path: Path, cause) -> LibraryError:
+    """The error for a library file SQLite finds damaged, saying what to do."""
+    return LibraryError(f"{path}: the library file is damaged ({cause}); run 'soundalike repair --library {path}' "
+                        "to recover what can be read (the damaged file is kept)")
+
+
+def library_error(path: Path, exc: sqlite3.DatabaseError) -> LibraryError:
+    """The LibraryError for a SQLite error on the library file ``path``."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith("SQLITE_CORRUPT"):
+        return damaged(path, exc)
+    if name.startswith("SQLITE_NOTADB"):
+        return LibraryError(f"{path}: not a soundalike library ({exc}), or one damaged beyond repair; give another "
+                            "--library, or move it away and run 'soundalike index FOLDER' to make a new one")
+    if name.startswith("SQLITE_READONLY"):
+        return LibraryError(f"{path} is read-only ({exc}) and this command writes to it; make the file and its "
+                            "folder writable, or give another --library")
+    return LibraryError(f"{path}: {exc}")
+
+
+def _translating(method):
+    """``method`` of a cursor, raising :func:`library_error` for SQLite's errors (not for
+    programming errors: a bad statement or a broken constraint is a bug to see whole)."""
+
+    @functools.wraps(method)
+    def translated(self, *args):
+        try:
+            return method(self, *args)
+        except (sqlite3.ProgrammingError, sqlite3.IntegrityError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise library_error(self.connection.path, exc) from exc
+
+    return translated
+
+
+class _Cursor(sqlite3.Cursor):
+    pass
+
+
+for _name in ("execute", "executemany", "executescript", "fetchone", "fetchmany", "fetchall", "__next__"):
+    setattr(_Cursor, _name, _translating(getattr(sqlite3.Cursor, _name)))
+
+
+class _Connection(sqlite3.Connection):
+    """A connection to the library file ``path`` whose statements run on :class:`_Cursor`."""
+
+    path: Path
+
+    def cursor(self, factory=_Cursor):
+        return super().cursor(factory)
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args):
+        return self.cursor().executescript(*args)
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write the library ``path`` and its folder (where SQLite
+    keeps the journal)."""
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def connect(path: Path, *, readonly: bool = False) -> _Connection:
+    """A connection to the library file; a read-only one never writes it.
+
+    A library in a folder that cannot be written, where its ``-shm`` file (the WAL's
+    index) is missing, can only be read as immutable: nothing can write it there either.
+    """
+    target = str(path)
+    if readonly:
+        immutable = not os.access(path.parent, os.W_OK) and not Path(f"{path}-shm").exists()
+        target = path.resolve().as_uri() + "?mode=ro" + ("&immutable=1" if immutable else "")
+    try:
+        # check_same_thread off: a server shares one catalogue between threads, one at a time
+        db = sqlite3.connect(target, uri=readonly, timeout=30, isolation_level=None, check_same_thread=False,
+                             factory=_Connection)
+    except sqlite3.DatabaseError as exc:
+        raise library_error(path, exc) from exc
+    db.path = path
+    return db
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,32 +241,61 @@ TRACK_COLUMNS = "id, path, artist, title, album, genre, duration"
 
 
 class Catalogue:
-    """SQLite storage of tracks; one writer at a time, any number of readers."""
+    """SQLite storage of tracks; one writer at a time, any number of readers.
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = True):
+    ``create``: the writer (``soundalike index``): makes the file if missing, and refuses
+    one that cannot be written or is damaged. ``readonly``: never write the file; None
+    (the default): exactly when the file or its folder cannot be written, never for
+    the writer. :attr:`readonly` says which it is.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, readonly: bool | None = None):
         self.path = Path(path)
         if not create and not self.path.exists():
             raise LibraryError(f"{self.path}: no library here; run 'soundalike index DIR' first")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # check_same_thread off: a server shares one catalogue between threads, one at a time
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        if create and readonly:
+            raise ParameterError(f"{self.path}: a library opened to create is written; readonly=True contradicts it")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not writable(self.path):
+                raise LibraryError(f"{self.path} is read-only (the file or its folder cannot be written) and this "
+                                   "command writes to it; make both writable, or give another --library")
+        self.readonly = not writable(self.path) if readonly is None else readonly
+        self.db = connect(self.path, readonly=self.readonly)
+        if self.readonly:
+            if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+                raise LibraryError(f"{self.path}: not a soundalike library")
+        else:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self._refuse_damage()
             self.db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise LibraryError(f"{self.path}: not a soundalike library ({exc})") from None
         version = self.get_meta("schema_version")
+        if version is None and self.readonly:
+            raise LibraryError(f"{self.path}: not a soundalike library (no schema version)")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) == 1:
-            try:
-                self._migrate_from_1()
-            except sqlite3.OperationalError as exc:
-                raise LibraryError(f"{self.path}: a library of soundalike 0.1 that cannot be upgraded ({exc}); "
-                                   "open it once where it is writable") from None
+            if self.readonly:
+                raise LibraryError(f"{self.path}: a library of soundalike 0.1, read-only here, that must be upgraded; "
+                                   "open it once where it is writable")
+            self._migrate_from_1()
         elif int(version) != SCHEMA_VERSION:
             raise LibraryError(f"{self.path}: schema version {version}; this soundalike reads {SCHEMA_VERSION}")
+        if not self.readonly and self.identity is None:  # made with the file, or by the first writer since 0.2
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('library_id', ?)", (uuid.uuid4().hex,))
+
+    def _refuse_damage(self) -> None:
+        """LibraryError if the file is damaged: writing into it could spread the damage.
+
+        ``PRAGMA quick_check`` reads every page: 0.2 s for a 0.5 GB library (50,000
+        tracks) from the page cache, so seconds at a million tracks, or more from a cold
+        disk. Only the writer pays it, once a run; readers meet damage where they read.
+        """
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise damaged(self.path, "; ".join(problems[:3]))
 
     def _migrate_from_1(self) -> None:
         """Version 1 had one embedding block and no running vector sum (``staged`` is new too)."""
@@ -198,6 +326,12 @@ class Catalogue:
     @property
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    @property
+    def identity(self) -> str | None:
+        """This library's random identity, None for one from before identities that
+        has not been opened for writing since."""
+        return self.get_meta("library_id")
 
     def _bump(self) -> int:
         """Advance the generation (inside a transaction); returns the new one."""
@@ -343,6 +477,13 @@ class Catalogue:
                                 [(_blob(v, np.float32), generation, i) for i, v in vectors.items()])
             self._recompute_sum()
 
+    def recompute_sum(self) -> None:
+        """``meta.vector_sum`` from every row, as a new generation (after rows were copied
+        in whole, as :mod:`.repair` does)."""
+        with self._transaction():
+            self._bump()
+            self._recompute_sum()
+
     # --- re-analysis with another model ---------------------------------------------
     @property
     def staged_model(self) -> ModelDescription | None:
@@ -428,7 +569,10 @@ class Catalogue:
             self.db.execute("BEGIN IMMEDIATE")
 
         def __exit__(self, exc_type, *rest):
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # SQLite may have rolled back already (a full disk, a damaged page)
+                self.db.execute("ROLLBACK")
 
     def _transaction(self) -> "_Tx":
         return Catalogue._Tx(self.db)
@@ -444,7 +588,8 @@ class Catalogue:
         try:
             yield
         finally:
-            self.db.execute("COMMIT")
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
 
     # --- reading -------------------------------------------------------------------
     def file_states(self) -> dict[str, tuple[int, int, bool, int | None]]:
@@ -470,9 +615,11 @@ class Catalogue:
         return [by_id[i] for i in ids if i in by_id]
 
     def _select_ids(self, columns: str, ids: Iterable[int]) -> list[tuple]:
-        """Rows (any order) of the tracks with these ids, in chunks under SQLite's parameter limit."""
+        """Rows (any order) of the tracks with these ids, in chunks under SQLite's parameter
+        limit; an id no track can have (outside 0 to ``MAX_TRACK_ID``) matches nothing."""
         rows = []
-        for chunk in _chunks([int(i) for i in ids], 900):  # numpy integers would bind as BLOBs
+        ids = [i for i in map(int, ids) if 0 <= i <= MAX_TRACK_ID]
+        for chunk in _chunks(ids, 900):  # numpy integers would bind as BLOBs
             marks = ",".join("?" * len(chunk))
             rows += self.db.execute(f"SELECT {columns} FROM tracks WHERE id IN ({marks})", chunk).fetchall()
         return rows
@@ -486,10 +633,14 @@ class Catalogue:
         return Track(*row) if row else None
 
     def search_text(self, text: str, limit: int = 20) -> list[Track]:
-        """Tracks whose artist, title, album or file name contain every word of ``text``."""
-        words = text.split()
+        """Tracks whose artist, title, album or file name contain every word of ``text``
+        (at most ``MAX_QUERY_WORDS`` different words: ParameterError beyond)."""
+        words = list(dict.fromkeys(text.split()))
         if not words:
             return []
+        if len(words) > MAX_QUERY_WORDS:
+            raise ParameterError(f"a search of {len(words)} different words is too long: give at most "
+                                 f"{MAX_QUERY_WORDS}")
         haystack = "(coalesce(artist,'') || ' ' || coalesce(title,'') || ' ' || coalesce(album,'') || ' ' || path)"
         where = " AND ".join(f"{haystack} LIKE ? ESCAPE '\\'" for _ in words)
         params = ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
@@ -526,7 +677,10 @@ class Catalogue:
             yield track_id, _patch_matrix(blob, len(starts) // 4)  # starts: 4-byte floats
 
     def size_on_disk(self) -> int:
-        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        """Bytes of the library's files: the catalogue, its journal and its vector index
+        (not a damaged file kept beside it by ``soundalike repair``)."""
+        files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", ".faiss", ".faiss.json"))
+        return sum(p.stat().st_size for p in files if p.is_file())
 
 
 def _patch_matrix(blob: bytes, patches: int) -> np.ndarray:
