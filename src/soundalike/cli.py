@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -103,52 +105,73 @@ def _switch(catalogue, model_name: str, plan) -> list[tuple[str, str]] | None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     if not args.dirs and not args.reanalyze:
         raise ParameterError("give the folders (or files) of music to index")
     with Library(args.library, create=True) as library:
-        catalogue = library.catalogue
-        new_library = catalogue.model is None
-        model_name, reanalyze = _model_for_run(args, catalogue)
-        if reanalyze:
-            catalogue.begin_staging(indexer.describe(model_name))
-        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt,
-                            reanalyze=reanalyze)
-        removed = catalogue.remove(plan.removed)
-        failed, indexed, seconds = [], 0, 0.0
-        outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
-                               excerpt=args.excerpt, reanalyze=reanalyze)
-        with tqdm(total=len(plan.todo), unit="track", desc="re-analysing" if reanalyze else "indexing",
-                  disable=not plan.todo or None, dynamic_ncols=True) as bar:
-            for outcome in outcomes:
-                bar.update(1)
-                if outcome.reason is None:
-                    indexed += 1
-                    seconds += outcome.audio_seconds
-                    bar.set_postfix_str(f"{seconds / max(bar.format_dict['elapsed'], 1e-9):.0f}x real time")
-                else:
-                    failed.append((outcome.path, outcome.reason))
-                    bar.write(f"failed: {outcome.path}: {outcome.reason}")
-        if reanalyze:
-            failed = _switch(catalogue, model_name, plan) or failed
-        if (new_library or reanalyze) and catalogue.model == model_name:
-            catalogue.set_meta("model_choice", "explicit" if args.model else "default")
-        aggregation = args.aggregate or library.aggregation
-        if aggregation != "mean" or aggregation != library.aggregation:
-            library.reaggregate(aggregation)
-        if catalogue.count():  # a rebuild of a large index takes a while: a bar if over 2 s
-            with tqdm(total=catalogue.count(), unit="track", desc="vector index", delay=2, dynamic_ncols=True) as bar:
-                library.refresh_index(progress=lambda added: bar.update(added - bar.n), recentre=True)
-                bar.update(bar.total - bar.n)
-        print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
-              f" ({catalogue.count()} tracks in {library.path})")
-        if plan.failed_before:
-            print(f"{plan.failed_before} files that failed before are unchanged and were skipped "
-                  "(--retry-failed tries them again)")
-        for path, reason in failed:
-            print(f"  failed: {path}: {reason}")
-    return 1 if failed else 0
+        def wait():
+            print(f"waiting for another 'soundalike index' on {library.path} to finish...", file=sys.stderr)
+
+        with indexer.exclusive(library.path, on_wait=wait):
+            return _index(args, library)
+
+
+def _index(args: argparse.Namespace, library: Library) -> int:
+    """``cmd_index`` holding the library's writer lock."""
+    from tqdm import tqdm
+
+    catalogue = library.catalogue
+    new_library = catalogue.model is None
+    model_name, reanalyze = _model_for_run(args, catalogue)
+    if reanalyze:
+        catalogue.begin_staging(indexer.describe(model_name))
+    plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt,
+                        reanalyze=reanalyze)
+    for path, reason in plan.unreadable:
+        print(f"soundalike: warning: cannot read {path} ({reason}); the tracks under it are kept",
+              file=sys.stderr)
+    held = not args.prune and indexer.needs_prune(len(plan.removed), catalogue.count())
+    removed = 0 if held else catalogue.remove(plan.removed)
+    failed, indexed, seconds = [], 0, 0.0
+    outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
+                           excerpt=args.excerpt, reanalyze=reanalyze)
+    with tqdm(total=len(plan.todo), unit="track", desc="re-analysing" if reanalyze else "indexing",
+              disable=not plan.todo or None, dynamic_ncols=True) as bar:
+        for outcome in outcomes:
+            bar.update(1)
+            if outcome.reason is None:
+                indexed += 1
+                seconds += outcome.audio_seconds
+                bar.set_postfix_str(f"{seconds / max(bar.format_dict['elapsed'], 1e-9):.0f}x real time")
+            else:
+                failed.append((outcome.path, outcome.reason))
+                bar.write(f"failed: {outcome.path}: {outcome.reason}")
+    if reanalyze:
+        failed = _switch(catalogue, model_name, plan) or failed
+    if (new_library or reanalyze) and catalogue.model == model_name:
+        catalogue.set_meta("model_choice", "explicit" if args.model else "default")
+    aggregation = args.aggregate or library.aggregation
+    if aggregation != "mean" or aggregation != library.aggregation:
+        library.reaggregate(aggregation)
+    if catalogue.count():  # a rebuild of a large index takes a while: a bar if over 2 s
+        with tqdm(total=catalogue.count(), unit="track", desc="vector index", delay=2, dynamic_ncols=True) as bar:
+            library.refresh_index(progress=lambda added: bar.update(added - bar.n), recentre=True)
+            bar.update(bar.total - bar.n)
+    print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
+          f" ({catalogue.count()} tracks in {library.path})")
+    if plan.failed_before:
+        print(f"{plan.failed_before} files that failed before are unchanged and were skipped "
+              "(--retry-failed tries them again)")
+    for path, reason in failed:
+        print(f"  failed: {path}: {reason}")
+    if held:
+        print(f"soundalike: {len(plan.removed)} of the library's {catalogue.count()} tracks have no file any more "
+              f"(e.g. {plan.removed[0]}) and were kept: that is more than {indexer.PRUNE_SHARE:.0%} of the "
+              "library, as when a drive is not mounted or a folder was renamed. If they are gone for good, "
+              "run the same command with --prune.", file=sys.stderr)
+    if plan.unreadable:
+        print(f"soundalike: {len(plan.unreadable)} folders or files could not be read (see the warnings above); "
+              "their tracks were kept", file=sys.stderr)
+    return 1 if failed or held or plan.unreadable else 0
 
 
 def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool) -> None:
@@ -288,16 +311,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """ParameterError unless the server can listen on ``host``:``port`` (checked before the
+    library loads, so a port in use is one line, not a traceback after seconds)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ParameterError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                             + ("; is another server using it? try --port" if exc.errno == errno.EADDRINUSE else "")
+                             ) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .server import check_bind, create_app
 
     check_bind(args.host, args.token)
+    _check_port_free(args.host, args.port)
     app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024)
     where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from .library import default_library_path, repair
+
+    path = Path(args.library).expanduser() if args.library else default_library_path()
+    done = repair.repair(path)
+    if done.kept is None:
+        print(f"{path}: no damage found ({done.rows['tracks']} tracks); nothing to repair")
+        return 0
+    lost = "an unknown number of tracks (the damaged file cannot tell)" if done.lost is None else f"{done.lost} tracks"
+    print(f"recovered {done.rows['tracks']} tracks and {done.rows['failures']} failure records of {path}; "
+          f"lost {lost}" + (":" if done.lost_paths else ""))
+    for missing in done.lost_paths[:20]:
+        print(f"  lost: {missing}")
+    if len(done.lost_paths) > 20:
+        print(f"  ... and {len(done.lost_paths) - 20} more")
+    print(f"the damaged file is kept as {done.kept}")
+    if done.lost != 0:
+        print("'soundalike index FOLDER' on the library's folders analyses the lost files again")
     return 0
 
 
@@ -315,6 +374,42 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer from ``low`` to ``high`` (inclusive; None: no limit)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {low} to {high}" if high is not None
+                                             else f"{value} is too small: give {low} or more")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give 0 to 1")
+    return value
+
+
+def _output_file(text: str) -> str:
+    """An argparse type: a file to write, checked before any work: its folder exists."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: the folder {path.parent} does not exist")
+    return str(path)
+
+
 def _model_name(text: str) -> str:
     """A registered model's name, or a trained model's file or run directory as an absolute path."""
     if text in REGISTRY:
@@ -328,7 +423,7 @@ def _model_name(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    common.add_argument("--threads", type=int, default=None,
+    common.add_argument("--threads", type=_integer(1), default=None,
                         help="CPU threads for the network (default: all cores)")
     parser = argparse.ArgumentParser(prog="soundalike", description="Recommend music by how it sounds.")
     parser.add_argument("--version", action="version", version=f"soundalike {__version__}")
@@ -339,8 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="an audio file (MP3, M4A, OGG, Opus, FLAC, WAV, AIFF...)")
     p.add_argument("--model", default=DEFAULT_MODEL, type=_model_name,
                    help=f"{', '.join(sorted(REGISTRY))} or a trained RUN_DIR (default {DEFAULT_MODEL})")
-    p.add_argument("--out", help="write taggram (P, 50), penultimate (P, 200) and tags to this .npz")
-    p.add_argument("--top", type=int, default=10, help="how many tags to print (default 10)")
+    p.add_argument("--out", type=_output_file, help="write taggram (P, 50), penultimate (P, 200) and tags to this .npz")
+    p.add_argument("--top", type=_integer(1), default=10, help="how many tags to print (default 10)")
     p.add_argument("--start", type=float, default=0.0, help="excerpt start, seconds")
     p.add_argument("--duration", type=float, default=None, help="excerpt length, seconds")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
@@ -353,15 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", parents=[lib], help="analyse a music collection into the library")
     p.add_argument("dirs", nargs="*", help="folders (or files) of music")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", type=_integer(1), default=os.cpu_count() or 1,
                    help="parallel analysis processes (default: one per core)")
-    p.add_argument("--excerpt", type=int, default=indexer.DEFAULT_EXCERPT,
+    p.add_argument("--excerpt", type=_integer(0), default=indexer.DEFAULT_EXCERPT,
                    help=f"analyse N evenly spread 3 s patches per track; 0 = every patch "
                         f"(default {indexer.DEFAULT_EXCERPT}: as good by our measure, 5x faster)")
     p.add_argument("--model", type=_model_name, default=None,
                    help=f"network for a new library: {', '.join(sorted(REGISTRY))} or a trained RUN_DIR "
                         f"(default {DEFAULT_LIBRARY_MODEL})")
     p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
+    p.add_argument("--prune", action="store_true",
+                   help=f"remove the tracks of deleted files even when they are more than "
+                        f"{indexer.PRUNE_SHARE:.0%} of the library (otherwise kept: a drive may be unmounted)")
     p.add_argument("--reanalyze", action="store_true",
                    help=f"re-analyse every track of the library with --model (default {DEFAULT_LIBRARY_MODEL}); "
                         "the library keeps answering with its old model until all are done, then switches at once")
@@ -371,9 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("similar", parents=[lib], help="tracks that sound like a track or any audio file")
     p.add_argument("query", help="a path in the library, a track id, words of artist/title, or any audio file")
-    p.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    p.add_argument("-k", type=_integer(1), default=10, help="how many (default 10)")
     p.add_argument("--tag", help="only tracks predicted to have this tag (or with this genre)")
-    p.add_argument("--min-prob", type=float, default=0.5, help="tag probability threshold (default 0.5)")
+    p.add_argument("--min-prob", type=_fraction, default=0.5, help="tag probability threshold (default 0.5)")
     p.add_argument("--exclude-artist", action="store_true", help="skip the seed's artist")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)
@@ -381,39 +479,39 @@ def build_parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
     group = out.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="print the playlist as JSON")
-    group.add_argument("--m3u", metavar="OUT", help="write an extended M3U8 playlist")
-    group.add_argument("--xspf", metavar="OUT", help="write an XSPF playlist")
+    group.add_argument("--m3u", type=_output_file, metavar="OUT", help="write an extended M3U8 playlist")
+    group.add_argument("--xspf", type=_output_file, metavar="OUT", help="write an XSPF playlist")
     out.add_argument("--relative", action="store_true", help="paths relative to the playlist file")
-    out.add_argument("--drunk", type=float, default=0.0, help="randomness, 0 (none) to 1 (adventurous)")
-    out.add_argument("--random-seed", type=int, default=None, help="reproduce a random playlist")
+    out.add_argument("--drunk", type=_fraction, default=0.0, help="randomness, 0 (none) to 1 (adventurous)")
+    out.add_argument("--random-seed", type=_integer(0, 2**63 - 1), default=None, help="reproduce a random playlist")
 
     p = sub.add_parser("radio", parents=[lib, out], help="keep playing songs like these")
     p.add_argument("seeds", nargs="+", help="seed songs: library tracks (path, id, words) or any audio files")
-    p.add_argument("--length", type=int, default=20, help="tracks to play (default 20)")
-    p.add_argument("--keep-on", type=int, default=3, help="steer by the last K tracks (default 3)")
-    p.add_argument("--artist-gap", type=int, default=3, help="no artist twice within G tracks (default 3)")
+    p.add_argument("--length", type=_integer(1), default=20, help="tracks to play (default 20)")
+    p.add_argument("--keep-on", type=_integer(1), default=3, help="steer by the last K tracks (default 3)")
+    p.add_argument("--artist-gap", type=_integer(0), default=3, help="no artist twice within G tracks (default 3)")
     p.set_defaults(func=cmd_radio)
 
     p = sub.add_parser("path", parents=[lib, out], help="a journey from one song to another, through others")
     p.add_argument("songs", nargs="+", help="start, waypoints and end: library tracks")
-    p.add_argument("--length", type=int, default=12, help="tracks in all, waypoints included (default 12)")
-    p.add_argument("--max-per-artist", type=int, default=None, help="cap tracks per artist")
+    p.add_argument("--length", type=_integer(2), default=12, help="tracks in all, waypoints included (default 12)")
+    p.add_argument("--max-per-artist", type=_integer(1), default=None, help="cap tracks per artist")
     p.set_defaults(func=cmd_path)
 
     p = sub.add_parser("tags", parents=[lib], help="a track's predicted tags")
     p.add_argument("query")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=_integer(1), default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tags)
 
     p = sub.add_parser("search", parents=[lib], help="tracks ranked by a predicted tag")
     p.add_argument("--tag", required=True)
-    p.add_argument("-k", type=int, default=20)
+    p.add_argument("-k", type=_integer(1), default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", parents=[lib], help="write ids, paths, metadata, vectors and tags")
-    p.add_argument("--out", required=True, help="FILE.npz or FILE.csv")
+    p.add_argument("--out", type=_output_file, required=True, help="FILE.npz or FILE.csv")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", parents=[common], help="measure how well embedders find similar music")
@@ -427,11 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", default="5,10", help="precision cut-offs (default 5,10)")
     p.add_argument("--aggregate", default="mean", help="patch aggregations: mean, meanstd, tfidf (comma-separated)")
     p.add_argument("--hop", type=float, default=None, help="seconds between patches (default: side by side)")
-    p.add_argument("--excerpt", type=int, default=0, help="N spread patches per track (default 0: all)")
+    p.add_argument("--excerpt", type=_integer(0), default=0, help="N spread patches per track (default 0: all)")
     p.add_argument("--no-centre", action="store_true",
                    help="do not centre on the dataset's mean as a library does (each network's part is still "
                         "normalised and weighted)")
-    p.add_argument("--out", help="REPORT.md or REPORT.json")
+    p.add_argument("--out", type=_output_file, help="REPORT.md or REPORT.json")
     p.set_defaults(func=cmd_evaluate)
 
     from .train.trainer import INITS, MODELS, TrainConfig
@@ -460,15 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", parents=[lib], help="the web page and HTTP API over the library")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s; others need --token)")
-    p.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    p.add_argument("--port", type=_integer(0, 65535), default=8000, help="default %(default)s")
     p.add_argument("--token", default=os.environ.get("SOUNDALIKE_TOKEN"),
                    help="require this token on every request (default $SOUNDALIKE_TOKEN)")
-    p.add_argument("--max-upload-mb", type=int, default=100, help="upload size limit (default %(default)s MB)")
+    p.add_argument("--max-upload-mb", type=_integer(1), default=100, help="upload size limit (default %(default)s MB)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", parents=[lib], help="counts, failures, model, size on disk")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("repair", parents=[lib],
+                       help="recover what can be read of a damaged library into a new file (the damaged one is kept)")
+    p.set_defaults(func=cmd_repair)
     return parser
 
 
@@ -484,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SoundalikeError as exc:
         print(f"soundalike: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's refusal (a folder gone, no space, no permission): one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"soundalike: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("soundalike: interrupted", file=sys.stderr)

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import filelock
+
 from .. import analysis, audio
 from ..errors import ParameterError
 from ..models import load_model
-from .catalogue import Catalogue, ModelDescription, TrackRecord
+from .catalogue import Catalogue, LibraryError, ModelDescription, TrackRecord
 
 # Patches analysed per track: on the soundtracks corpus, 10 spread patches retrieve as
 # well as every patch (default model: mAP 0.360 against 0.359) at 4.8x the speed
 # (bench/bench_quality.py --full, docs/benchmarks.md).
 DEFAULT_EXCERPT = 10
+# A run that would remove more than this share of a library's tracks (and more than
+# PRUNE_MIN_TRACKS) removes nothing without --prune: an unmounted drive or a renamed
+# folder looks like every file under it was deleted.
+PRUNE_SHARE = 0.5
+PRUNE_MIN_TRACKS = 10
+PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that the index run is still alive
 AUDIO_EXTENSIONS = frozenset({".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wav", ".au",
                               ".aif", ".aiff", ".wma", ".wv", ".ape", ".mka", ".webm"})
 
@@ -33,14 +44,18 @@ class FileState:
 
 @dataclasses.dataclass
 class Plan:
-    """What an index run will do: analyse ``todo``, drop ``removed``. ``missing``: library
-    tracks a re-analysis cannot reach (their files are not there, outside the roots)."""
+    """What an index run will do: analyse ``todo``, drop ``removed`` (files known to be
+    gone: their folder was listed without them). ``missing``: library tracks a
+    re-analysis cannot reach (their files are not there, outside the roots).
+    ``unreadable``: (path, reason) of folders and files the scan could not read; the
+    tracks below them are kept."""
 
     todo: list[FileState]
     unchanged: int
     failed_before: int  # unchanged files that failed last time (skipped)
     removed: list[str]
     missing: list[str] = dataclasses.field(default_factory=list)
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,28 +67,99 @@ class Outcome:
     audio_seconds: float = 0.0
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in sorted order, skipping hidden files and folders."""
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        yield from (Path(folder) / f for f in sorted(files) if not f.startswith("."))
+@dataclasses.dataclass
+class Scan:
+    """What a walk through folders found: the audio files, the entries of every folder
+    it could list, what it could not read, as (path, reason), and the links that lead
+    nowhere (as to an unmounted drive)."""
+
+    files: dict[str, FileState] = dataclasses.field(default_factory=dict)
+    listed: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    dangling: list[str] = dataclasses.field(default_factory=list)
+
+    def known_gone(self, path: str, root: Path) -> bool:
+        """Whether ``path`` (under ``root``) is known to be gone: the nearest of its
+        folders that was listed does not hold the next step toward it. A path below a
+        folder that could not be listed is not known to be gone."""
+        child, folder = path, os.path.dirname(path)
+        while folder not in self.listed:
+            if Path(folder) == root or len(folder) <= len(str(root)):
+                return False
+            child, folder = folder, os.path.dirname(folder)
+        return os.path.basename(child) not in self.listed[folder]
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def scan(roots: Iterable[str | os.PathLike]) -> Scan:
+    """Audio files (by extension) under ``roots``, in sorted order; hidden files and
+    folders are skipped, linked folders followed once. A root that does not exist
+    raises ParameterError; folders and files that cannot be read are in ``unreadable``."""
+    result, visited = Scan(), set()
+    for root in roots:
+        root = _absolute(root)
+        if root.is_file():
+            _add_file(result, str(root))
+            continue
+        if not root.is_dir():
+            raise ParameterError(f"{root}: no such file or folder")
+        folders = [str(root)]
+        while folders:
+            folder = folders.pop()
+            real = os.path.realpath(folder)
+            if real in visited:  # a link back into a folder already walked
+                continue
+            visited.add(real)
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as exc:
+                result.unreadable.append((folder, _reason(exc)))
+                continue
+            result.listed[folder] = frozenset(e.name for e in entries)
+            below = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    is_folder = entry.is_dir()
+                    if entry.is_symlink() and not os.path.exists(entry.path):
+                        result.dangling.append(entry.path)
+                        continue
+                except OSError as exc:
+                    result.unreadable.append((entry.path, _reason(exc)))
+                    continue
+                if is_folder:
+                    below.append(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+                    _add_file(result, entry.path)
+            folders.extend(reversed(below))  # depth first, in sorted order
+    return result
+
+
+def _absolute(root: str | os.PathLike) -> Path:
+    """``root`` made absolute, its links resolved; a loop of links is a ParameterError."""
+    try:
+        return Path(root).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ParameterError(f"{root}: cannot be resolved ({exc})") from None
+
+
+def _add_file(result: Scan, path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        result.unreadable.append((path, _reason(exc)))
+        return
+    result.files[path] = FileState(path, st.st_size, st.st_mtime_ns)
 
 
 def find_audio(roots: Iterable[str | os.PathLike]) -> Iterator[FileState]:
-    """Audio files (by extension) under ``roots``; hidden files and folders are skipped."""
-    for root in roots:
-        root = Path(root).expanduser().resolve()
-        if root.is_file():
-            candidates = [root]
-        elif root.is_dir():
-            candidates = _walk(root)
-        else:
-            raise ParameterError(f"{root}: no such file or folder")
-        for path in candidates:
-            if path.suffix.lower() in AUDIO_EXTENSIONS:
-                state = _file_state(str(path))
-                if state is not None:
-                    yield state
+    """Audio files (by extension) under ``roots``: :func:`scan`'s files."""
+    yield from scan(roots).files.values()
 
 
 def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_failed: bool = False,
@@ -88,14 +174,15 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     the re-analysis already did and has not changed since; a track keeps the fuller of
     its own excerpt and ``excerpt``.
     """
-    roots = [Path(r).expanduser().resolve() for r in roots]
+    roots = [_absolute(r) for r in roots]
     known = catalogue.file_states()
-    found = {f.path: f for f in find_audio(roots)}
+    walked = scan(roots)
+    found = walked.files
     staged = catalogue.staged_states() if reanalyze else {}
-    under = [str(r) + os.sep for r in roots if r.is_dir()]
-    removed = sorted(p for p in {*known, *staged} if p not in found and (any(p.startswith(u) for u in under) or
-                                                                        any(p == str(r) for r in roots)))
-    result = Plan([], 0, 0, removed)
+    removed = sorted(p for p in {*known, *staged} if p not in found and any(_gone(walked, p, r) for r in roots))
+    lost_links = [(link, "a link to something not there") for link in walked.dangling
+                  if any(p == link or p.startswith(link + os.sep) for p in known)]  # only those the library used
+    result = Plan([], 0, 0, removed, unreadable=walked.unreadable + lost_links)
     candidates = dict(found)
     if reanalyze:  # the library's tracks outside the roots too
         for path, (_, _, failed, stored) in known.items():
@@ -124,12 +211,43 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     return result
 
 
+def _gone(walked: Scan, path: str, root: Path) -> bool:
+    """Whether ``path`` is known to be gone from ``root`` (a folder, or a file given itself)."""
+    if path == str(root):
+        return True  # a file root that exists is always found
+    return path.startswith(str(root) + os.sep) and walked.known_gone(path, root)
+
+
 def _file_state(path: str) -> FileState | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return FileState(path, st.st_size, st.st_mtime_ns)
+
+
+def needs_prune(removed: int, tracks: int) -> bool:
+    """Whether removing ``removed`` of a library's ``tracks`` is too many to do unasked."""
+    return removed > PRUNE_MIN_TRACKS and removed > PRUNE_SHARE * tracks
+
+
+@contextlib.contextmanager
+def exclusive(library_path: str | os.PathLike, on_wait=lambda: None) -> Iterator[None]:
+    """Hold the library's writer lock (``LIB.lock`` beside it) for one index run; a
+    second run calls ``on_wait`` and waits. The lock dies with its process."""
+    lock = filelock.FileLock(f"{library_path}.lock")
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            on_wait()
+            lock.acquire()
+    except OSError as exc:
+        raise LibraryError(f"{library_path}: cannot lock it for writing ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _too_few_patches(stored: int | None, wanted: int) -> bool:
@@ -155,12 +273,21 @@ def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
 _MODEL = None
 
 
-def _init_worker(model_name: str, threads: int) -> None:
+def _init_worker(model_name: str, threads: int, parent: int) -> None:
     import torch
 
     global _MODEL
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     _MODEL = load_model(model_name)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit when the index run that started it is gone (even killed with -9,
+    which leaves no chance to stop its workers): the worker is then re-parented."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
 def _work(f: FileState, excerpt: int):
@@ -228,7 +355,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
         # After a worker died, the files it might have been analysing run one at a
         # time in a fresh pool: the one that kills it again is recorded as failed.
         pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                      initargs=(model_name, threads_per_worker(workers)))
+                                      initargs=(model_name, threads_per_worker(workers), os.getpid()))
         in_flight: dict[cf.Future, tuple[FileState, bool]] = {}
         broken = False
         try:
