@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import with_permission_checks
 from soundalike.audio import TrackMetadata
 from soundalike.cli import main
 from soundalike.library import Library, LibraryError, catalogue
@@ -95,6 +96,31 @@ def library(built, tmp_path):
 
 
 # --- the vector index: bound to its library, checked --------------------------------------
+
+def test_a_library_restored_from_an_older_copy_does_not_reuse_the_newer_index(library, tmp_path):
+    backup = tmp_path / "backup.sqlite"
+    shutil.copy(library, backup)  # the library as it was (its WAL is checkpointed on close)
+    with Library(library) as lib:  # then removes tracks and rewrites others: ids move on
+        lib.catalogue.remove([f"/music/song{i:03d}.flac" for i in range(0, TRACKS, 2)])
+        lib.refresh_index()
+    shutil.copy(backup, library)  # restored: older generation, same identity, newer index beside it
+    with Library(library) as lib:
+        assert len(lib.index) == TRACKS
+        assert seeds_come_first(lib)
+
+
+def test_another_programs_database_is_refused_and_left_alone(tmp_path, capsys):
+    other = tmp_path / "photos.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE photos (name TEXT)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    for args in (["stats"], ["index", str(tmp_path)]):
+        assert main([*args, "--library", str(other)]) == 2
+        assert "not a soundalike library" in one_line_error(capsys)
+    assert other.read_bytes() == before
+
 
 def test_an_index_left_by_a_deleted_library_is_not_used(library):
     """A library made again where one was deleted reaches the same generation with other
@@ -268,16 +294,6 @@ def test_a_read_only_library_of_an_older_schema_needs_one_writable_open(library)
     db.close()
     with pytest.raises(LibraryError, match="read-only here, that must be upgraded; open it once where it is writable"):
         Library(library, readonly=True)
-
-
-def with_permission_checks() -> list[str]:
-    """A command prefix under which file permissions apply, even to root (root runs the
-    command without the capabilities that let it write anything)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv (util-linux): chmod cannot make a file read-only")
-    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 
 
 COMMANDS_IN_ONE_PROCESS = """

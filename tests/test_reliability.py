@@ -2,7 +2,6 @@
 two runs at once. Nothing already in the library may be lost."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 import synth
+from conftest import with_permission_checks
 from soundalike.cli import main
 from soundalike.library import Library, indexer
 
@@ -23,16 +23,6 @@ SOUNDALIKE = str(Path(sys.executable).parent / "soundalike")
 
 def index_command(root, library, *extra):
     return [SOUNDALIKE, "index", str(root), "--library", str(library), "--workers", "1", "--threads", "1", *extra]
-
-
-def without_read_permission_checks() -> list[str]:
-    """A command prefix under which file permissions apply, even to root: root runs the
-    command without the capabilities that let it read any folder."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv (util-linux): cannot make a folder unreadable")
-    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 
 
 def tracks_in(library) -> set[str]:
@@ -56,7 +46,7 @@ def test_an_unreadable_folder_keeps_its_tracks(two_folders):
     locked.chmod(0)
     try:
         for target in (root, locked):  # a folder inside the root, and the folder itself given
-            proc = subprocess.run(without_read_permission_checks() + index_command(target, library),
+            proc = subprocess.run(with_permission_checks() + index_command(target, library),
                                   capture_output=True, text=True, timeout=120)
             assert proc.returncode == 1, proc.stderr
             assert f"cannot read {locked} (Permission denied); the tracks under it are kept" in proc.stderr
@@ -70,24 +60,36 @@ def test_an_unreadable_folder_keeps_its_tracks(two_folders):
     assert tracks_in(library) == {"low.flac"}
 
 
-def test_a_linked_folder_whose_target_went_away_keeps_its_tracks(tmp_path, capsys):
+def test_a_linked_file_whose_target_went_away_keeps_its_track(tmp_path, capsys):
     drive = tmp_path / "drive"
-    write_song(drive, "album/song.flac", "Ann", "On the drive", None, ("chord", 3))
+    song = write_song(drive, "album/song.flac", "Ann", "On the drive", None, ("chord", 3))
     root = tmp_path / "music"
     write_song(root, "here.flac", "Bob", "Here", None, ("tone", 440))
-    (root / "external").symlink_to(drive, target_is_directory=True)
-    (root / "stale").symlink_to(tmp_path / "nothing")  # never led anywhere: no tracks to keep, no warning
+    (root / "there.flac").symlink_to(song)
+    (root / "stale.flac").symlink_to(tmp_path / "nothing.flac")  # never led anywhere: nothing to keep, no warning
     library = tmp_path / "lib.sqlite"
     assert main(["index", str(root), "--library", str(library), "--workers", "1"]) == 0
     assert "stale" not in capsys.readouterr().err
-    assert tracks_in(library) == {"here.flac", "song.flac"}
-    drive.rename(tmp_path / "unmounted")  # the link now leads nowhere, as to an unmounted drive
-    capsys.readouterr()
+    assert tracks_in(library) == {"here.flac", "there.flac"}
+    drive.rename(tmp_path / "unmounted")  # the link now leads nowhere, as into an unmounted drive
     assert main(["index", str(root), "--library", str(library), "--workers", "1"]) == 1
     captured = capsys.readouterr()
-    assert f"cannot read {root / 'external'} (a link to something not there)" in captured.err
+    assert f"cannot read {root / 'there.flac'} (a link to something not there)" in captured.err
     assert "removed 0" in captured.out
-    assert tracks_in(library) == {"here.flac", "song.flac"}
+    assert tracks_in(library) == {"here.flac", "there.flac"}
+
+
+def test_an_unreadable_folder_without_tracks_is_no_failure(two_folders, capsys):
+    root, library = two_folders
+    (root / "lost+found").mkdir(mode=0)  # as at the top of every ext4 drive
+    try:
+        proc = subprocess.run(with_permission_checks() + index_command(root, library, "-v"),
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        (root / "lost+found").chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert f"cannot read {root / 'lost+found'} (Permission denied); no track of the library is there" in proc.stderr
 
 
 def test_removing_most_of_the_library_asks_for_prune(tmp_path, capsys, monkeypatch):
@@ -121,15 +123,16 @@ def test_prune_threshold():
     assert indexer.needs_prune(501, 1000)
 
 
-def test_links_are_followed_once_and_loops_are_errors(tmp_path, capsys):
+def test_linked_folders_are_not_walked_and_loops_are_errors(tmp_path, capsys):
     root = tmp_path / "music"
     for rel in ["a/x.flac", "b/y.flac"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
     (root / "a" / "back").symlink_to(root, target_is_directory=True)  # a loop through the tree
-    (root / "b" / "again").symlink_to(root / "a", target_is_directory=True)  # the same folder twice
+    (root / "b" / "again").symlink_to(root / "a", target_is_directory=True)  # a second path to a/x.flac
     found = sorted(Path(f.path).relative_to(root).as_posix() for f in indexer.find_audio([root]))
     assert found == ["a/x.flac", "b/y.flac"]
+    assert [Path(f.path).name for f in indexer.find_audio([root / "b" / "again"])] == ["x.flac"]  # as a root
     loop = tmp_path / "loop"
     loop.symlink_to(tmp_path / "loop2")
     (tmp_path / "loop2").symlink_to(loop)
@@ -148,11 +151,21 @@ def long_music(tmp_path_factory):
     return root
 
 
-def children(pid: int) -> set[int]:
+def workers_of(pid: int) -> set[int]:
+    """The analysis processes of process ``pid`` (not multiprocessing's resource tracker)."""
     try:
-        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+        children = {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
     except OSError:
         return set()
+    found = set()
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in command and b"resource_tracker" not in command:
+            found.add(child)
+    return found
 
 
 def alive(pid: int) -> bool:
@@ -169,7 +182,7 @@ def test_workers_die_with_a_killed_index_run(long_music, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while len(workers := children(proc.pid)) < 2 and time.time() < deadline and proc.poll() is None:
+        while len(workers := workers_of(proc.pid)) < 2 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert len(workers) >= 2, "the index run started no worker processes"
         time.sleep(1.0)
@@ -192,12 +205,16 @@ def test_a_second_index_run_waits_for_the_first(long_music, tmp_path):
     deadline = time.time() + 120
     while not Path(f"{library}.lock").exists() and time.time() < deadline:
         time.sleep(0.05)
-    second = subprocess.run(index_command(long_music, library, "--excerpt", "0"),
-                            capture_output=True, text=True, timeout=300)
-    first_out = first.communicate(timeout=300)[0]
+    try:
+        assert first.poll() is None, "the first run ended before the second began"
+        second = subprocess.run(index_command(long_music, library, "--excerpt", "0"),
+                                capture_output=True, text=True, timeout=600)
+        first_out = first.communicate(timeout=600)[0]
+    finally:
+        first.kill()
     assert first.returncode == 0
     assert "indexed 4, unchanged 0" in first_out
-    assert f"waiting for another 'soundalike index' on {library} to finish" in second.stderr
+    assert f"waiting for another 'soundalike index' or 'repair' on {library} to finish" in second.stderr
     assert second.returncode == 0, second.stderr
     assert "indexed 0, unchanged 4" in second.stdout
 

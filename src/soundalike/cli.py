@@ -107,12 +107,24 @@ def _switch(catalogue, model_name: str, plan) -> list[tuple[str, str]] | None:
 def cmd_index(args: argparse.Namespace) -> int:
     if not args.dirs and not args.reanalyze:
         raise ParameterError("give the folders (or files) of music to index")
-    with Library(args.library, create=True) as library:
-        def wait():
-            print(f"waiting for another 'soundalike index' on {library.path} to finish...", file=sys.stderr)
+    path = _library_path(args)
+    with _writing(path), Library(path, create=True) as library:
+        return _index(args, library)
 
-        with indexer.exclusive(library.path, on_wait=wait):
-            return _index(args, library)
+
+def _library_path(args: argparse.Namespace) -> Path:
+    """The library a command names (``--library``, else the default), absolute."""
+    from .library import default_library_path
+
+    return (Path(args.library).expanduser() if args.library else default_library_path()).resolve()
+
+
+def _writing(path: Path):
+    """The library's writer lock, saying so when another command holds it."""
+    def wait():
+        print(f"waiting for another 'soundalike index' or 'repair' on {path} to finish...", file=sys.stderr)
+
+    return indexer.exclusive(path, on_wait=wait)
 
 
 def _index(args: argparse.Namespace, library: Library) -> int:
@@ -129,7 +141,8 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     for path, reason in plan.unreadable:
         print(f"soundalike: warning: cannot read {path} ({reason}); the tracks under it are kept",
               file=sys.stderr)
-    held = not args.prune and indexer.needs_prune(len(plan.removed), catalogue.count())
+    tracks_before = catalogue.count()
+    held = not args.prune and indexer.needs_prune(plan.removed_tracks, tracks_before)
     removed = 0 if held else catalogue.remove(plan.removed)
     failed, indexed, seconds = [], 0, 0.0
     outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
@@ -164,7 +177,7 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     for path, reason in failed:
         print(f"  failed: {path}: {reason}")
     if held:
-        print(f"soundalike: {len(plan.removed)} of the library's {catalogue.count()} tracks have no file any more "
+        print(f"soundalike: {plan.removed_tracks} of the library's {tracks_before} tracks have no file any more "
               f"(e.g. {plan.removed[0]}) and were kept: that is more than {indexer.PRUNE_SHARE:.0%} of the "
               "library, as when a drive is not mounted or a folder was renamed. If they are gone for good, "
               "run the same command with --prune.", file=sys.stderr)
@@ -340,10 +353,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from .library import default_library_path, repair
+    from .library import repair
 
-    path = Path(args.library).expanduser() if args.library else default_library_path()
-    done = repair.repair(path)
+    path = _library_path(args)
+    with _writing(path):
+        done = repair.repair(path)
     if done.kept is None:
         print(f"{path}: no damage found ({done.rows['tracks']} tracks); nothing to repair")
         return 0

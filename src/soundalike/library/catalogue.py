@@ -117,9 +117,9 @@ def _translating(method):
     programming errors: a bad statement or a broken constraint is a bug to see whole)."""
 
     @functools.wraps(method)
-    def translated(self, *args):
+    def translated(self, *args, **kwargs):
         try:
-            return method(self, *args)
+            return method(self, *args, **kwargs)
         except (sqlite3.ProgrammingError, sqlite3.IntegrityError):
             raise
         except sqlite3.DatabaseError as exc:
@@ -152,6 +152,12 @@ class _Connection(sqlite3.Connection):
 
     def executescript(self, *args):
         return self.cursor().executescript(*args)
+
+
+def read_only(path: Path) -> LibraryError:
+    """The error for a command that writes a library it cannot write."""
+    return LibraryError(f"{path} is read-only (the file or its folder cannot be written) and this command "
+                        "writes to it; make both writable, or give another --library")
 
 
 def writable(path: Path) -> bool:
@@ -258,14 +264,13 @@ class Catalogue:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not writable(self.path):
-                raise LibraryError(f"{self.path} is read-only (the file or its folder cannot be written) and this "
-                                   "command writes to it; make both writable, or give another --library")
+                raise read_only(self.path)
         self.readonly = not writable(self.path) if readonly is None else readonly
         self.db = connect(self.path, readonly=self.readonly)
-        if self.readonly:
-            if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
-                raise LibraryError(f"{self.path}: not a soundalike library")
-        else:
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (self.readonly or tables) and "meta" not in tables:  # another program's database: never touch it
+            raise LibraryError(f"{self.path}: not a soundalike library")
+        if not self.readonly:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             if create:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
 import os
 import threading
@@ -18,7 +20,7 @@ import filelock
 from .. import analysis, audio
 from ..errors import ParameterError
 from ..models import load_model
-from .catalogue import Catalogue, LibraryError, ModelDescription, TrackRecord
+from .catalogue import Catalogue, LibraryError, ModelDescription, TrackRecord, read_only, writable
 
 # Patches analysed per track: on the soundtracks corpus, 10 spread patches retrieve as
 # well as every patch (default model: mAP 0.360 against 0.359) at 4.8x the speed
@@ -30,6 +32,7 @@ DEFAULT_EXCERPT = 10
 PRUNE_SHARE = 0.5
 PRUNE_MIN_TRACKS = 10
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that the index run is still alive
+log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = frozenset({".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".flac", ".wav", ".au",
                               ".aif", ".aiff", ".wma", ".wv", ".ape", ".mka", ".webm"})
 
@@ -48,7 +51,7 @@ class Plan:
     gone: their folder was listed without them). ``missing``: library tracks a
     re-analysis cannot reach (their files are not there, outside the roots).
     ``unreadable``: (path, reason) of folders and files the scan could not read; the
-    tracks below them are kept."""
+    tracks below them are kept (only those where the library has tracks are listed)."""
 
     todo: list[FileState]
     unchanged: int
@@ -56,6 +59,7 @@ class Plan:
     removed: list[str]
     missing: list[str] = dataclasses.field(default_factory=list)
     unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    removed_tracks: int = 0  # of ``removed``, how many are tracks (not failures, not staged re-analyses)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +100,10 @@ def _reason(exc: OSError) -> str:
 
 def scan(roots: Iterable[str | os.PathLike]) -> Scan:
     """Audio files (by extension) under ``roots``, in sorted order; hidden files and
-    folders are skipped, linked folders followed once. A root that does not exist
+    folders are skipped, and so are links to folders (a file has one path in the
+    library: give a linked folder as a root of its own). A root that does not exist
     raises ParameterError; folders and files that cannot be read are in ``unreadable``."""
-    result, visited = Scan(), set()
+    result = Scan()
     for root in roots:
         root = _absolute(root)
         if root.is_file():
@@ -109,10 +114,6 @@ def scan(roots: Iterable[str | os.PathLike]) -> Scan:
         folders = [str(root)]
         while folders:
             folder = folders.pop()
-            real = os.path.realpath(folder)
-            if real in visited:  # a link back into a folder already walked
-                continue
-            visited.add(real)
             try:
                 with os.scandir(folder) as listing:
                     entries = sorted(listing, key=lambda e: e.name)
@@ -125,17 +126,16 @@ def scan(roots: Iterable[str | os.PathLike]) -> Scan:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    is_folder = entry.is_dir()
-                    if entry.is_symlink() and not os.path.exists(entry.path):
-                        result.dangling.append(entry.path)
+                    if entry.is_dir(follow_symlinks=False):
+                        below.append(entry.path)
+                    elif os.path.splitext(entry.name)[1].lower() not in AUDIO_EXTENSIONS:
                         continue
+                    elif entry.is_symlink() and not os.path.exists(entry.path):
+                        result.dangling.append(entry.path)
+                    else:
+                        _add_file(result, entry.path)
                 except OSError as exc:
                     result.unreadable.append((entry.path, _reason(exc)))
-                    continue
-                if is_folder:
-                    below.append(entry.path)
-                elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
-                    _add_file(result, entry.path)
             folders.extend(reversed(below))  # depth first, in sorted order
     return result
 
@@ -180,13 +180,19 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     found = walked.files
     staged = catalogue.staged_states() if reanalyze else {}
     removed = sorted(p for p in {*known, *staged} if p not in found and any(_gone(walked, p, r) for r in roots))
-    lost_links = [(link, "a link to something not there") for link in walked.dangling
-                  if any(p == link or p.startswith(link + os.sep) for p in known)]  # only those the library used
-    result = Plan([], 0, 0, removed, unreadable=walked.unreadable + lost_links)
+    tracks = sorted(p for p, state in known.items() if not state[2])
+    lost_links = [(link, "a link to something not there") for link in walked.dangling if _holds(tracks, link)]
+    unreadable = [(path, reason) for path, reason in walked.unreadable if _holds(tracks, path)]
+    for path, reason in walked.unreadable:
+        if not _holds(tracks, path):  # a lost+found folder, say: nothing of the library's is there
+            log.info("cannot read %s (%s); no track of the library is there", path, reason)
+    result = Plan([], 0, 0, removed, unreadable=unreadable + lost_links,
+                  removed_tracks=len(set(removed).intersection(tracks)))
     candidates = dict(found)
+    removed_set = set(removed)
     if reanalyze:  # the library's tracks outside the roots too
         for path, (_, _, failed, stored) in known.items():
-            if failed or path in removed:
+            if failed or path in removed_set:
                 continue
             state = candidates.get(path) or _file_state(path)
             if state is None:
@@ -211,6 +217,15 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     return result
 
 
+def _holds(tracks: list[str], path: str) -> bool:
+    """Whether ``path`` is one of the sorted library paths ``tracks``, or a folder of some."""
+    i = bisect.bisect_left(tracks, path)
+    if i < len(tracks) and tracks[i] == path:
+        return True
+    i = bisect.bisect_left(tracks, path + os.sep)  # the first path below the folder, if any
+    return i < len(tracks) and tracks[i].startswith(path + os.sep)
+
+
 def _gone(walked: Scan, path: str, root: Path) -> bool:
     """Whether ``path`` is known to be gone from ``root`` (a folder, or a file given itself)."""
     if path == str(root):
@@ -233,10 +248,14 @@ def needs_prune(removed: int, tracks: int) -> bool:
 
 @contextlib.contextmanager
 def exclusive(library_path: str | os.PathLike, on_wait=lambda: None) -> Iterator[None]:
-    """Hold the library's writer lock (``LIB.lock`` beside it) for one index run; a
-    second run calls ``on_wait`` and waits. The lock dies with its process."""
+    """Hold the library's writer lock (``LIB.lock`` beside it) for one index or repair
+    run; a second run calls ``on_wait`` and waits. The lock dies with its process."""
+    library_path = Path(library_path)
     lock = filelock.FileLock(f"{library_path}.lock")
     try:
+        library_path.parent.mkdir(parents=True, exist_ok=True)
+        if not writable(library_path):
+            raise read_only(library_path)
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
@@ -343,6 +362,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
         put(record, model=model_name)
         return Outcome(f.path, None, record.metadata.duration or 0.0)
 
+    workers = min(workers, len(todo))  # no process without a file to analyse
     if workers == 1:
         global _MODEL
         _MODEL = model

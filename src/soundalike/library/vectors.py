@@ -274,8 +274,9 @@ def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT,
             stale_centre = recentre and index.kind == "exact" and drift > 0
             if same_model and not stale_centre and saved.get("generation") == wanted["generation"]:
                 return index
+            # a saved generation ahead of the library's: the library was restored from a backup
             if same_model and not stale_centre and isinstance(saved.get("generation"), int) \
-                    and drift <= CENTRE_TOLERANCE:
+                    and saved["generation"] < wanted["generation"] and drift <= CENTRE_TOLERANCE:
                 updated = _update(catalogue, index, saved["generation"], exact_limit)
                 if updated is not None:
                     updated.generation = wanted["generation"]
