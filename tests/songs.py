@@ -55,3 +55,13 @@ def make_music(root: Path) -> Path:
         write_song(root, *song)
     write_song(root, "dupes/low_chord_copy.mp3", "Ann", "Low Chord (copy)", None, SONGS[0][4])
     return root
+
+
+def indexed_library(tmp_path_factory) -> Path:
+    """A library of the music above, indexed with the default model (for a module's tests)."""
+    from soundalike.cli import main
+
+    music = make_music(tmp_path_factory.mktemp("music"))
+    path = tmp_path_factory.mktemp("lib") / "library.sqlite"
+    assert main(["index", str(music), "--library", str(path), "--workers", "1"]) == 0
+    return path

@@ -210,10 +210,10 @@ def test_index_refuses_to_write_into_a_damaged_library(damaged, tmp_path, capsys
     assert "the library file is damaged" in one_line_error(capsys)
 
 
-def test_the_server_answers_a_damaged_library_without_a_500(damaged):
+def test_the_server_answers_a_damaged_library_with_a_503_saying_what_to_do(damaged):
     with TestClient(create_app(damaged)) as client:
         response = client.get("/api/library")
-    assert response.status_code != 500 and "soundalike repair" in response.json()["detail"]
+    assert response.status_code == 503 and "soundalike repair" in response.json()["detail"]
 
 
 def test_repair_recovers_what_can_be_read_and_keeps_the_damaged_file(damaged, tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import synth
-from songs import make_music
+from songs import indexed_library
 from soundalike import ParameterError
 from soundalike.cli import main
 from soundalike.server import check_bind, create_app
@@ -16,10 +16,7 @@ from soundalike.server import check_bind, create_app
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
-    music = make_music(tmp_path_factory.mktemp("music"))
-    path = tmp_path_factory.mktemp("lib") / "library.sqlite"
-    assert main(["index", str(music), "--library", str(path), "--workers", "1"]) == 0
-    return path
+    return indexed_library(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

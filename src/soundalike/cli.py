@@ -345,7 +345,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     check_bind(args.host, args.token)
     _check_port_free(args.host, args.port)
-    app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024)
+    limits = {"max_analyses": args.max_analyses} if args.max_analyses else {}
+    app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024, **limits)
     where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
@@ -575,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_integer(0, 65535), default=8000, help="default %(default)s")
     p.add_argument("--token", default=os.environ.get("SOUNDALIKE_TOKEN"),
                    help="require this token on every request (default $SOUNDALIKE_TOKEN)")
+    p.add_argument("--max-analyses", type=_integer(1), default=None,
+                   help="uploads analysed at once; more are asked to retry (503) (default: 2)")
     p.add_argument("--max-upload-mb", type=_integer(1), default=100, help="upload size limit (default %(default)s MB)")
     p.set_defaults(func=cmd_serve)
 

@@ -134,16 +134,18 @@ class Library:
         name = self.catalogue.model
         if not name:
             raise LibraryError(f"{self.path}: the library is empty; index some music first")
-        if self._model is None or self._model[0] != name:
-            self._model = (name, load_model(name))
-        return self._model[1]
+        model = self._model  # one read: another thread may replace it meanwhile
+        if model is None or model[0] != name:
+            model = self._model = (name, load_model(name))
+        return model[1]
 
     @property
     def _tag_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         generation = self.catalogue.generation
-        if self._tags is None or self._tags[0] != generation:
-            self._tags = (generation, self.catalogue.arrays("tags"))
-        return self._tags[1]
+        tags = self._tags  # one read: another thread may replace it meanwhile
+        if tags is None or tags[0] != generation:
+            tags = self._tags = (generation, self.catalogue.arrays("tags"))
+        return tags[1]
 
     def tag_index(self, tag: str) -> int:
         """Position of a predicted tag (case-insensitive); ParameterError lists the known ones."""
@@ -231,8 +233,10 @@ class Library:
 
     def analyse_outside(self, path: str | os.PathLike) -> Seed:
         """Analyse a file that is not in the library (it is not added)."""
-        meta = audio.read_metadata(path)
-        result = analysis.analyze(path, self.model)
+        return self.outside_seed(path, audio.read_metadata(path), analysis.analyze(path, self.model))
+
+    def outside_seed(self, path: str | os.PathLike, meta: audio.TrackMetadata, result: analysis.Analysis) -> Seed:
+        """A file outside the library, already analysed with the library's model, as a seed."""
         if self.aggregation == "tfidf":  # weighted against the library's patches
             patches = [p for _, p in self.catalogue.iter_patches()]
             vector = analysis.tfidf_vectors([*patches, result.embeddings])[-1]

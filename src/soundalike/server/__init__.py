@@ -4,10 +4,23 @@ Every action of the page is an API call documented in the OpenAPI schema (``/doc
 Audio is served only for library tracks, by id: no path from a request reaches the
 file system. With a token, every request must carry it (``Authorization: Bearer T``,
 or ``?token=T`` for links the browser follows itself, such as an audio source).
+
+Requests are answered in parallel, each from one state of the library: tracks that
+``soundalike index`` adds or removes while the server runs are seen by the next
+request. An upload is analysed outside the library, at most ``max_analyses`` at a time
+(503 with ``Retry-After`` beyond), and abandoned when its client goes away.
+
+Every error is ``{"detail": "a sentence"}``: 400 a malformed body, 401 no valid
+token, 404 no such track (or its file is gone), 413 a body over its limit, 422 a
+parameter out of its bounds (validation) or refused by the library (an unknown tag, a
+file that is not audio), 503 every upload slot busy or the library unusable (empty,
+damaged). Track ids are 0 to 2^63 - 1, ``random_seed`` 0 to 2^32 - 1, a search at
+most 200 characters; a radio remembers the last 1,000 tracks of its history.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import io
@@ -15,47 +28,217 @@ import mimetypes
 import os
 import tempfile
 import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Annotated
 
+import anyio.from_thread
+import faiss
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers, QueryParams
 
-from .. import audio, playlists, recommend
+from .. import analysis, audio, playlists, recommend
 from ..errors import MediaError, ParameterError, SoundalikeError
-from ..library import Library, QueryError, Seed
-from ..library.catalogue import Track
+from ..library import Catalogue, Library, QueryError, Seed
+from ..library.catalogue import MAX_TRACK_ID, LibraryError, Track
+from ..library.vectors import VectorIndex
 from ..playlist_files import Entry, m3u_text
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024  # bytes
+FORM_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed beyond max_upload
+MAX_JSON = 4 * 1024 * 1024  # bytes of any other request body (a radio history of 100,000 ids is 0.7 to 2 MB)
+DEFAULT_ANALYSES = 2  # uploads analysed at once
+RETRY_AFTER = 10  # seconds a client is asked to wait when every upload slot is busy
+DISCONNECT_POLL = 0.5  # seconds between checks that an upload's client is still there
 SPECTROGRAM_SECONDS = 30.0
 PASSAGES = 3  # most similar 3-second passage pairs shown per recommendation
 MAP_MAX_POINTS = 200_000
+MAX_RANDOM_SEED = 2**32 - 1
+MAX_QUERY = 200  # characters of a search (so at most 100 words)
+MAX_TAG = 100  # characters of a tag name
+RADIO_HISTORY = 1000  # the last tracks of a radio's history it avoids and steers by; older ones may come back
+
+TrackId = Annotated[int, Field(ge=0, le=MAX_TRACK_ID)]
+TrackIdPath = Annotated[int, PathParam(ge=0, le=MAX_TRACK_ID, description="a track id")]
+RandomSeed = Annotated[int | None, Field(ge=0, le=MAX_RANDOM_SEED, description="makes a drunk choice reproducible")]
+TagQuery = Annotated[str | None, Query(max_length=MAX_TAG, description="keep tracks with this predicted or genre tag")]
+
+
+class Error(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="what went wrong, in a sentence")
+
+
+ERRORS = {
+    400: "the body is malformed (not JSON, not a form), or the upload is empty",
+    401: "a valid token is required (the server was started with --token)",
+    404: "no such track in the library, or its file is no longer on disk",
+    413: "the request body is larger than the server's limit",
+    422: "a parameter is outside its bounds, or the library refused it (an unknown tag, a file that is not audio)",
+    503: ("every upload slot is busy analysing (retry after the Retry-After header's seconds), or the library "
+          "cannot answer (empty, or damaged: the detail says what to do)"),
+}
+
+
+def errors(*codes: int) -> dict:
+    """OpenAPI responses for these error statuses, all of the shape :class:`Error`."""
+    return {code: {"model": Error, "description": ERRORS[code]} for code in codes}
 
 
 class RadioRequest(BaseModel):
-    seeds: list[int] = Field(min_length=1, description="track ids the radio started from")
-    history: list[int] = Field(default_factory=list, description="track ids played so far, in order")
-    keep_on: int = Field(3, ge=1, description="steer by the last K tracks")
+    seeds: list[TrackId] = Field(min_length=1, max_length=100, description="track ids the radio started from")
+    history: list[TrackId] = Field(default_factory=list, description=(
+        f"track ids played so far, in order; only the last {RADIO_HISTORY} count (they are not played again), "
+        "and tracks no longer in the library are skipped"))
+    keep_on: int = Field(3, ge=1, le=RADIO_HISTORY, description="steer by the last K tracks")
     drunk: float = Field(0.0, ge=0, le=1, description="randomness, 0 (none) to 1 (adventurous)")
-    artist_gap: int = Field(3, ge=0)
-    random_seed: int | None = None
+    artist_gap: int = Field(3, ge=0, le=RADIO_HISTORY)
+    random_seed: RandomSeed = None
 
 
 class PathRequest(BaseModel):
-    songs: list[int] = Field(min_length=2, description="start, waypoints and end: track ids")
+    songs: list[TrackId] = Field(min_length=2, max_length=500, description="start, waypoints and end: track ids")
     length: int = Field(12, ge=2, le=500)
     drunk: float = Field(0.0, ge=0, le=1)
-    max_per_artist: int | None = Field(None, ge=1)
-    random_seed: int | None = None
+    max_per_artist: int | None = Field(None, ge=1, le=500)
+    random_seed: RandomSeed = None
 
 
 class PlaylistRequest(BaseModel):
-    ids: list[int] = Field(min_length=1)
+    ids: list[TrackId] = Field(min_length=1, max_length=10_000)
+
+
+class ClientGone(Exception):
+    """The client of an upload disconnected during its analysis."""
+
+
+class ServedLibrary(Library):
+    """The library as concurrent requests share it.
+
+    A request reads inside :meth:`reading`: on a SQLite connection of its own (taken
+    from a pool), in one read transaction, with the vector index of that very state of
+    the catalogue, so that tracks another process adds or removes meanwhile never mix
+    into an answer. Requests read in parallel; only the start of a read is serialised,
+    and with it bringing the index up to date when the catalogue has changed.
+    """
+
+    def __init__(self, path: str | os.PathLike | None):
+        self._local = threading.local()
+        self._idle: list[Catalogue] = []  # connections no request is using
+        self._starting = threading.RLock()
+        super().__init__(path, create=False)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The request's connection inside :meth:`reading`, the library's own outside."""
+        mine = getattr(self._local, "catalogue", None)
+        return self._own if mine is None else mine
+
+    @catalogue.setter
+    def catalogue(self, catalogue: Catalogue) -> None:
+        self._own = catalogue
+
+    @property
+    def index(self) -> VectorIndex:
+        """Inside :meth:`reading`, the index of the request's state of the catalogue."""
+        pinned = getattr(self._local, "index", None)
+        if pinned is not None:
+            return pinned
+        with self._starting:
+            return super().index
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Read one state of the library in this thread (see the class); nested: the same."""
+        if getattr(self._local, "catalogue", None) is not None:
+            yield
+            return
+        catalogue = self._idle.pop() if self._idle else Catalogue(self.path, create=False)
+        self._local.catalogue = catalogue
+        try:
+            with catalogue.snapshot():
+                # the snapshot starts with its first read, in here: states are taken in
+                # order, so the index shared by later requests only moves forward
+                with self._starting:
+                    self._local.index = super().index
+                yield
+        finally:
+            self._local.index = self._local.catalogue = None
+            self._idle.append(catalogue)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+        super().close()
+
+
+class Gate:
+    """ASGI middleware: the token on every request; before an upload's body is read, a
+    503 while every analysis slot is busy; and body limits, from Content-Length at once
+    (413) and counted as the body arrives (413 at the limit, the rest never read)."""
+
+    def __init__(self, app, *, token: str | None, slots: threading.BoundedSemaphore, max_upload: int):
+        self.app, self.token, self.slots, self.max_upload = app, token, slots, max_upload
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refusal = self.refusal(scope)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        limit, received = self.limit(scope), 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, self.too_large(scope))
+            return message
+
+        await self.app(scope, counted, send)
+
+    def limit(self, scope) -> int:
+        return self.max_upload + FORM_OVERHEAD if scope["path"] == "/api/upload" else MAX_JSON
+
+    def too_large(self, scope) -> str:
+        if scope["path"] == "/api/upload":
+            return f"upload larger than the limit of {self.max_upload} bytes"
+        return f"request body larger than the limit of {MAX_JSON} bytes"
+
+    def refusal(self, scope) -> Response | None:
+        if self.token:
+            given = QueryParams(scope["query_string"]).get("token") or ""
+            header = Headers(scope=scope).get("authorization", "")
+            if header.lower().startswith("bearer "):
+                given = header[7:]
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return JSONResponse({"detail": "a valid token is required"}, status_code=401)
+        if scope["path"] == "/api/upload" and scope["method"] == "POST":
+            if not self.slots.acquire(blocking=False):
+                error = busy()
+                return JSONResponse({"detail": error.detail}, status_code=503, headers=error.headers)
+            self.slots.release()
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.limit(scope):
+            return JSONResponse({"detail": self.too_large(scope)}, status_code=413)
+        return None
+
+
+def busy() -> HTTPException:
+    return HTTPException(503, f"the server is analysing as many uploads as it can; try again in {RETRY_AFTER} s",
+                         headers={"Retry-After": str(RETRY_AFTER)})
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -65,25 +248,23 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def create_app(library_path: str | os.PathLike | None, *, token: str | None = None,
-               max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
-    library = Library(library_path, create=False)
-    lock = threading.Lock()  # one request at a time uses the library
-    app = FastAPI(title="soundalike", version="1", description=__doc__)
+               max_upload: int = DEFAULT_MAX_UPLOAD, max_analyses: int = DEFAULT_ANALYSES) -> FastAPI:
+    library = ServedLibrary(library_path)
+    # one OpenMP thread per faiss search: requests run in parallel, and an OpenMP team
+    # for a single query made it 10 times slower (22 ms against 2.3 ms at 50,000 tracks)
+    faiss.omp_set_num_threads(1)
+    slots = threading.BoundedSemaphore(max_analyses)  # uploads being analysed
+    app = FastAPI(title="soundalike", version="1", description=__doc__, responses=errors(401, 422, 503))
+    app.add_middleware(Gate, token=token, slots=slots, max_upload=max_upload)
 
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        if token:
-            given = request.query_params.get("token") or ""
-            header = request.headers.get("authorization", "")
-            if header.lower().startswith("bearer "):
-                given = header[7:]
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return JSONResponse({"detail": "a valid token is required"}, status_code=401)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+        return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=422)
 
     @app.exception_handler(SoundalikeError)
     async def soundalike_error(request: Request, exc: SoundalikeError):
-        status = 404 if isinstance(exc, QueryError) else 422
+        status = 404 if isinstance(exc, QueryError) else 503 if isinstance(exc, LibraryError) else 422
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     def track_or_404(track_id: int) -> Track:
@@ -91,6 +272,20 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         if track is None:
             raise HTTPException(404, f"no track {track_id} in the library")
         return track
+
+    def tracks_or_404(ids: list[int]) -> list[Track]:
+        tracks = library.catalogue.tracks(ids)
+        missing = set(ids) - {t.id for t in tracks}
+        if missing:
+            raise HTTPException(404, f"no track {min(missing)} in the library")
+        return tracks
+
+    def file_or_404(track_id: int) -> Path:
+        with library.reading():
+            path = Path(track_or_404(track_id).path)
+        if not path.is_file():
+            raise HTTPException(404, f"track {track_id}'s file is no longer on disk")
+        return path
 
     def with_tags(tracks: list[Track], n: int = 3) -> list[dict]:
         tags = library.top_tags([t.id for t in tracks], n)
@@ -117,12 +312,13 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
 
     @app.get("/api/library", summary="library statistics and its tag vocabulary")
     def library_info():
-        with lock:
+        with library.reading():
             return {**library.stats(), "tags": library.catalogue.tag_names}
 
     @app.get("/api/tracks", summary="search by artist, title, album or path words, and/or by predicted tag")
-    def search(q: str = "", tag: str | None = None, limit: int = Query(50, ge=1, le=1000)):
-        with lock:
+    def search(q: str = Query("", max_length=MAX_QUERY), tag: TagQuery = None,
+               limit: int = Query(50, ge=1, le=1000)):
+        with library.reading():
             if tag:
                 matching = ([t.id for t in library.catalogue.search_text(q, limit=library.catalogue.count())]
                             if q else None)
@@ -133,91 +329,107 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
                 tracks = library.catalogue.tracks(library.catalogue.ids()[:limit])
             return with_tags(tracks)
 
-    @app.get("/api/tracks/{track_id}", summary="a track's metadata and predicted tags")
-    def track(track_id: int):
-        with lock:
+    @app.get("/api/tracks/{track_id}", summary="a track's metadata and predicted tags", responses=errors(404))
+    def track(track_id: TrackIdPath):
+        with library.reading():
             return with_tags([track_or_404(track_id)], n=10)[0]
 
-    @app.get("/api/tracks/{track_id}/audio", summary="the track's audio file (HTTP range requests supported)")
-    def track_audio(track_id: int):
-        with lock:
-            path = Path(track_or_404(track_id).path)
-        if not path.is_file():
-            raise HTTPException(404, f"track {track_id}'s file is no longer on disk")
+    @app.get("/api/tracks/{track_id}/audio", summary="the track's audio file (HTTP range requests supported)",
+             response_class=FileResponse, responses={200: {"content": {"audio/*": {}, "application/octet-stream": {}},
+                                                         "description": "the file as it is in the library"},
+                                                     **errors(404)})
+    def track_audio(track_id: TrackIdPath):
+        path = file_or_404(track_id)
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
     @app.get("/api/tracks/{track_id}/spectrogram.png", summary="mel spectrogram of the first 30 s, as a PNG",
-             response_class=Response)
-    def spectrogram(track_id: int):
-        with lock:
-            path = track_or_404(track_id).path
-        return Response(_spectrogram_png(path), media_type="image/png")
+             response_class=Response, responses={200: {"content": {"image/png": {}}}, **errors(404)})
+    def spectrogram(track_id: TrackIdPath):
+        return Response(_spectrogram_png(str(file_or_404(track_id))), media_type="image/png")
 
-    @app.get("/api/tracks/{track_id}/similar", summary="tracks that sound like this one, with why")
-    def similar(track_id: int, k: int = Query(10, ge=1, le=200), tag: str | None = None,
+    @app.get("/api/tracks/{track_id}/similar", summary="tracks that sound like this one, with why",
+             responses=errors(404))
+    def similar(track_id: TrackIdPath, k: int = Query(10, ge=1, le=200), tag: TagQuery = None,
                 min_prob: float = Query(0.5, ge=0, le=1), exclude_artist: bool = False):
-        with lock:
+        with library.reading():
             seed = library.seed(track_or_404(track_id))
             recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob, exclude_artist=exclude_artist)
             return [explain(seed, r) for r in recs]
 
-    @app.post("/api/radio/next", summary="the next track of a radio, given its seeds, history and settings")
+    @app.post("/api/radio/next", summary="the next track of a radio, given its seeds, history and settings",
+              responses=errors(400, 404, 413))
     def radio_next(body: RadioRequest):
         settings = playlists.RadioSettings(keep_on=body.keep_on, drunk=body.drunk, artist_gap=body.artist_gap,
                                            random_seed=body.random_seed)
-        with lock:
+        with library.reading():
             seeds = [library.seed(track_or_404(i)) for i in body.seeds]
-            for i in body.history:
-                track_or_404(i)
-            rng = np.random.default_rng(body.random_seed if body.random_seed is not None else None)
-            chosen = playlists.next_track(library, seeds, body.history, settings, rng)
+            recent = body.history[-RADIO_HISTORY:]
+            present = {t.id for t in library.catalogue.tracks(recent)}
+            history = [i for i in recent if i in present]
+            rng = np.random.default_rng(body.random_seed)
+            chosen = playlists.next_track(library, seeds, history, settings, rng)
             return with_tags([chosen])[0] if chosen else None
 
-    @app.post("/api/path", summary="a journey through the given songs, in small even steps")
+    @app.post("/api/path", summary="a journey through the given songs, in small even steps",
+              responses=errors(400, 404, 413))
     def path(body: PathRequest):
-        with lock:
+        with library.reading():
             waypoints = [library.seed(track_or_404(i)) for i in body.songs]
             tracks = playlists.path(library, waypoints, length=body.length, drunk=body.drunk,
                                     max_per_artist=body.max_per_artist, random_seed=body.random_seed)
             return with_tags(tracks)
 
     @app.post("/api/playlist.m3u8", summary="an extended M3U playlist of the given tracks",
-              response_class=PlainTextResponse)
+              response_class=Response, responses={200: {"content": {"audio/x-mpegurl": {}}}, **errors(400, 404, 413)})
     def playlist(body: PlaylistRequest):
-        with lock:
-            tracks = [track_or_404(i) for i in body.ids]
+        with library.reading():
+            tracks = tracks_or_404(body.ids)
         entries = [Entry(t.path, t.artist, t.title, t.album, t.duration) for t in tracks]
         return PlainTextResponse(m3u_text(entries, "soundalike.m3u8"), media_type="audio/x-mpegurl",
                                  headers={"content-disposition": 'attachment; filename="soundalike.m3u8"'})
 
-    @app.post("/api/upload", summary="songs like an uploaded file (analysed, not added to the library)")
-    def upload(file: UploadFile = File(...), k: int = Query(10, ge=1, le=200), tag: str | None = None,
-               min_prob: float = Query(0.5, ge=0, le=1)):
-        suffix = Path(file.filename or "upload").suffix.lower()[:10]
-        with tempfile.TemporaryDirectory(prefix="soundalike-upload-") as folder:
-            temp = Path(folder) / f"upload{suffix}"
-            size = 0
-            with open(temp, "wb") as out:
-                while chunk := file.file.read(1 << 20):
-                    size += len(chunk)
-                    if size > max_upload:
-                        raise HTTPException(413, f"upload larger than the limit of {max_upload} bytes")
-                    out.write(chunk)
-            if size == 0:
-                raise HTTPException(400, "the upload is empty")
-            try:
-                with lock:
-                    seed = library.analyse_outside(temp)
-                    recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob)
-                    return {"name": file.filename, "duration": seed.duration,
-                            "tags": recommend.tag_dicts(library.seed_tags(seed, 5)),
-                            "similar": [explain(seed, r) for r in recs]}
-            except MediaError as exc:
-                raise HTTPException(422, f"{file.filename}: {exc.reason}") from None
+    def analyse(path: Path, gone: Callable[[], bool]):
+        """The upload's metadata, analysis and model name (outside the library but for its model)."""
+        with library.reading():
+            model, name = library.model, library.catalogue.model
+        meta = audio.read_metadata(path)
+        blocks = _unless_gone(audio.stream(path, sr=model.window.sample_rate), gone)
+        return meta, analysis.analyze_blocks(blocks, model), name
+
+    def songs_like(path: Path, name: str | None, meta, result, model: str, k: int, tag: str | None,
+                   min_prob: float) -> dict:
+        """The answer to an analysed upload, read from the library as it is now."""
+        with library.reading():
+            if library.catalogue.model != model:
+                raise busy()  # the library switched models during the analysis
+            seed = library.outside_seed(path, meta, result)
+            recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob)
+            return {"name": name, "duration": seed.duration, "tags": recommend.tag_dicts(library.seed_tags(seed, 5)),
+                    "similar": [explain(seed, r) for r in recs]}
+
+    @app.post("/api/upload", summary="songs like an uploaded file (analysed, not added to the library)",
+              responses=errors(400, 413, 503))
+    async def upload(request: Request, file: UploadFile = File(...), k: int = Query(10, ge=1, le=200),
+                     tag: TagQuery = None, min_prob: float = Query(0.5, ge=0, le=1)):
+        if not slots.acquire(blocking=False):
+            raise busy()
+        try:
+            with tempfile.TemporaryDirectory(prefix="soundalike-upload-") as folder:
+                temp = Path(folder) / f"upload{Path(file.filename or 'upload').suffix.lower()[:10]}"
+                await run_in_threadpool(_save, file.file, temp, max_upload)
+                gone = functools.partial(_disconnected, request)
+                meta, result, model = await run_in_threadpool(analyse, temp, gone)
+                return await run_in_threadpool(songs_like, temp, file.filename, meta, result, model, k, tag, min_prob)
+        except MediaError as exc:
+            raise HTTPException(422, f"{file.filename}: {exc.reason}") from None
+        except ClientGone:
+            return Response(status_code=499)  # nobody is listening
+        finally:
+            slots.release()
 
     @app.get("/api/map", summary="every track as a point of a 2-D projection of the track vectors")
     def library_map():
-        with lock:
+        with library.reading():
             return _projection(library, library.catalogue.generation)
 
     @app.get("/", include_in_schema=False)
@@ -229,13 +441,45 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     return app
 
 
-def _spectrogram_png(path: str) -> bytes:
-    """A log-mel image (96 bands x frames) of the first ``SPECTROGRAM_SECONDS`` of a file."""
-    import matplotlib
+def _save(source, target: Path, limit: int) -> None:
+    """Copy an upload to ``target``: 413 past ``limit`` bytes, 400 when empty."""
+    size = 0
+    with open(target, "wb") as out:
+        while chunk := source.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"upload larger than the limit of {limit} bytes")
+            out.write(chunk)
+    if size == 0:
+        raise HTTPException(400, "the upload is empty")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _disconnected(request: Request) -> bool:
+    """From a worker thread: whether the request's client has gone."""
+    return anyio.from_thread.run(request.is_disconnected)
+
+
+def _unless_gone(blocks: Iterable[np.ndarray], gone: Callable[[], bool]) -> Iterator[np.ndarray]:
+    """``blocks``, checking every ``DISCONNECT_POLL`` seconds that the client is there (ClientGone if not)."""
+    checked = time.monotonic()
+    with contextlib.closing(iter(blocks)) as decoding:
+        for block in decoding:
+            if time.monotonic() - checked > DISCONNECT_POLL:
+                if gone():
+                    raise ClientGone
+                checked = time.monotonic()
+            yield block
+
+
+def _spectrogram_png(path: str) -> bytes:
+    """A log-mel image (96 bands x frames) of the first ``SPECTROGRAM_SECONDS`` of a file.
+
+    Drawn on a figure of its own (matplotlib's object-oriented API, no pyplot): nothing
+    is registered globally, so nothing outlives the request, whatever the thread.
+    """
     import torch
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from ..features import LogMel, LogMelConfig
 
@@ -244,15 +488,15 @@ def _spectrogram_png(path: str) -> bytes:
     y = np.pad(y, (0, max(0, config.n_fft - len(y))))
     with torch.no_grad():
         logmel = LogMel(config)(torch.from_numpy(y)[None])[0].numpy()
-    fig, axis = plt.subplots(figsize=(8, 2), dpi=100)
+    figure = Figure(figsize=(8, 2), dpi=100, layout="tight")
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot()
     seconds = len(y) / config.sample_rate
     axis.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, config.n_mels))
     axis.set_xlabel("seconds")
     axis.set_ylabel("mel band")
-    fig.tight_layout()
     out = io.BytesIO()
-    fig.savefig(out, format="png")
-    plt.close(fig)
+    figure.savefig(out, format="png")
     return out.getvalue()
 
 
@@ -274,4 +518,3 @@ def _projection(library: Library, generation: int) -> dict:
     return {"ids": ids.tolist(), "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
             "tag": top.tolist(), "tags": names or ["(no tags)"],
             "labels": [tracks[int(i)].label for i in ids]}
-
