@@ -114,9 +114,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def _library_path(args: argparse.Namespace) -> Path:
     """The library a command names (``--library``, else the default), absolute."""
-    from .library import default_library_path
+    from .library import library_path
 
-    return (Path(args.library).expanduser() if args.library else default_library_path()).resolve()
+    return library_path(args.library).resolve()
 
 
 def _writing(path: Path):

@@ -30,6 +30,11 @@ def default_library_path() -> Path:
     return Path(platformdirs.user_data_dir("soundalike")) / "library.sqlite"
 
 
+def library_path(given: str | os.PathLike | None) -> Path:
+    """The library a caller names, else the default (see :func:`default_library_path`)."""
+    return Path(given).expanduser() if given else default_library_path()
+
+
 class QueryError(SoundalikeError):
     """A query names no track of the library and no audio file."""
 
@@ -89,7 +94,7 @@ class Library:
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
                  readonly: bool | None = None, exact_limit: int = EXACT_LIMIT):
-        self.path = Path(path).expanduser() if path else default_library_path()
+        self.path = library_path(path)
         self.catalogue = Catalogue(self.path, create=create, readonly=readonly)
         self.exact_limit = exact_limit
         self._index: VectorIndex | None = None

@@ -107,8 +107,7 @@ def library_error(path: Path, exc: sqlite3.DatabaseError) -> LibraryError:
         return LibraryError(f"{path}: not a soundalike library ({exc}), or one damaged beyond repair; give another "
                             "--library, or move it away and run 'soundalike index FOLDER' to make a new one")
     if name.startswith("SQLITE_READONLY"):
-        return LibraryError(f"{path} is read-only ({exc}) and this command writes to it; make the file and its "
-                            "folder writable, or give another --library")
+        return read_only(path, f"the file or its folder cannot be written: {exc}")
     return LibraryError(f"{path}: {exc}")
 
 
@@ -154,10 +153,10 @@ class _Connection(sqlite3.Connection):
         return self.cursor().executescript(*args)
 
 
-def read_only(path: Path) -> LibraryError:
+def read_only(path: Path, cause: str = "the file or its folder cannot be written") -> LibraryError:
     """The error for a command that writes a library it cannot write."""
-    return LibraryError(f"{path} is read-only (the file or its folder cannot be written) and this command "
-                        "writes to it; make both writable, or give another --library")
+    return LibraryError(f"{path} is read-only ({cause}) and this command writes to it; make both writable, "
+                        "or give another --library")
 
 
 def writable(path: Path) -> bool:

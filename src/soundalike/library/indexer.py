@@ -88,7 +88,7 @@ class Scan:
         folder that could not be listed is not known to be gone."""
         child, folder = path, os.path.dirname(path)
         while folder not in self.listed:
-            if Path(folder) == root or len(folder) <= len(str(root)):
+            if len(folder) <= len(str(root)):  # reached the root, unlisted
                 return False
             child, folder = folder, os.path.dirname(folder)
         return os.path.basename(child) not in self.listed[folder]
@@ -182,9 +182,11 @@ def plan(catalogue: Catalogue, roots: Iterable[str | os.PathLike], *, retry_fail
     removed = sorted(p for p in {*known, *staged} if p not in found and any(_gone(walked, p, r) for r in roots))
     tracks = sorted(p for p, state in known.items() if not state[2])
     lost_links = [(link, "a link to something not there") for link in walked.dangling if _holds(tracks, link)]
-    unreadable = [(path, reason) for path, reason in walked.unreadable if _holds(tracks, path)]
+    unreadable = []
     for path, reason in walked.unreadable:
-        if not _holds(tracks, path):  # a lost+found folder, say: nothing of the library's is there
+        if _holds(tracks, path):
+            unreadable.append((path, reason))
+        else:  # a lost+found folder, say: nothing of the library's is there
             log.info("cannot read %s (%s); no track of the library is there", path, reason)
     result = Plan([], 0, 0, removed, unreadable=unreadable + lost_links,
                   removed_tracks=len(set(removed).intersection(tracks)))
