@@ -1,7 +1,7 @@
 """The HTTP API over a library of synthesized tracks (httpx2 through FastAPI's TestClient)."""
 
 import os
-from pathlib import Path
+import time
 
 import numpy as np
 import pytest
@@ -33,7 +33,8 @@ def test_openapi_documents_every_action(client):
     paths = client.get("/openapi.json").json()["paths"]
     for route in ("/api/tracks", "/api/tracks/{track_id}", "/api/tracks/{track_id}/audio",
                   "/api/tracks/{track_id}/similar", "/api/tracks/{track_id}/spectrogram.png", "/api/radio/next",
-                  "/api/path", "/api/playlist.m3u8", "/api/upload", "/api/map", "/api/library"):
+                  "/api/path", "/api/playlist.m3u8", "/api/upload", "/api/map", "/api/library", "/api/artists",
+                  "/api/albums", "/api/tracks/{track_id}/cover"):
         assert route in paths
 
 
@@ -41,10 +42,15 @@ def test_search_by_words_and_by_tag(client):
     found = client.get("/api/tracks", params={"q": "chord"}).json()
     assert {t["title"] for t in found} == {"Low Chord", "Mid Chord", "Low Chord (copy)"}
     tags = client.get("/api/library").json()["tags"]
-    ranked = client.get("/api/tracks", params={"tag": tags[0], "limit": 3}).json()
+    ranked = client.get("/api/tracks", params={"tag": tags[0], "min_prob": 0, "limit": 3}).json()
     assert len(ranked) == 3
-    both = client.get("/api/tracks", params={"tag": tags[0], "q": "Ann"}).json()
-    assert both and all(t["artist"] == "Ann" for t in both)
+    library = client.app.state.library
+    with library.reading():
+        ids, probs = library.tag_scores(tags[0])
+    probability = dict(zip(ids.tolist(), probs.tolist()))
+    assert [probability[t["id"]] for t in ranked] == sorted(probs.tolist(), reverse=True)[:3]
+    both = client.get("/api/tracks", params={"tag": tags[0], "min_prob": 0, "q": "Ann"}).json()
+    assert len(both) == 3 and all(t["artist"] == "Ann" for t in both)
 
 
 def test_track_and_similar_explain_why(client):
@@ -168,6 +174,20 @@ def test_map_has_every_track_once(client):
     assert np.ptp(data["x"]) > 0
 
 
+def test_the_map_is_drawn_at_start_when_asked(library):
+    from soundalike.server import projection
+
+    projection.library_map.cache_clear()
+    app = create_app(library, map_at_start=True)
+    deadline = time.monotonic() + 60
+    while projection.library_map.cache_info().currsize == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert projection.library_map.cache_info().currsize == 1
+    with TestClient(app) as c:
+        assert c.get("/api/map").status_code == 200
+    assert projection.library_map.cache_info().hits == 1  # the request found it drawn
+
+
 def test_unknown_track_is_404(client):
     assert client.get("/api/tracks/424242").status_code == 404
     assert client.get("/api/tracks/424242/similar").status_code == 404
@@ -181,7 +201,8 @@ def test_the_page_is_served(client):
 
 def test_token_is_required_on_every_request(library):
     with TestClient(create_app(library, token="s3cret")) as c:
-        for url in ("/", "/api/library", "/api/tracks/1/audio", "/openapi.json", "/static/app.js"):
+        assert 'name="token"' in c.get("/").text  # the sign-in page (test_server_signin.py)
+        for url in ("/api/library", "/api/tracks/1/audio", "/openapi.json", "/static/app.js"):
             assert c.get(url).status_code == 401
         assert c.get("/api/library", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/library", headers={"Authorization": "Bearer s3cret"}).status_code == 200

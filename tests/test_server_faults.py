@@ -28,10 +28,9 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 import synth
 from test_server import client, library  # noqa: F401  (the same fixtures: one library per module)
+from test_server_browse import add_track, copy_library
 from soundalike import audio
-from soundalike.audio import TrackMetadata
-from soundalike.cli import main
-from soundalike.library.catalogue import Catalogue, TrackRecord
+from soundalike.library.catalogue import Catalogue
 from soundalike.library.catalogue import MAX_TRACK_ID
 from soundalike.server import FORM_OVERHEAD, RADIO_HISTORY, RETRY_AFTER, create_app
 
@@ -46,18 +45,7 @@ def ids(client) -> dict[str, int]:
 @pytest.fixture
 def changing(library, tmp_path):
     """A copy of the library, for a test to change."""
-    for file in library.parent.glob(library.name + "*"):
-        shutil.copy(file, tmp_path / file.name)
-    return tmp_path / library.name
-
-
-def put_copy(catalogue: Catalogue, source: int, path: str, title: str, duration: float) -> int:
-    """Add a track at ``path`` that sounds exactly like track ``source``; its id."""
-    _, vector = catalogue.arrays("vector", [source])
-    _, tags = catalogue.arrays("tags", [source])
-    patches, starts = catalogue.patches(source)
-    meta = TrackMetadata("Dee", title, None, None, duration)
-    return catalogue.put(TrackRecord(path, 1, 1, meta, 0, vector[0], tags[0], patches, starts))
+    return copy_library(library, tmp_path)
 
 
 @contextlib.contextmanager
@@ -103,7 +91,7 @@ def test_every_route_follows_tracks_added_and_removed(changing, tmp_path):
         with Catalogue(changing) as other:
             mid = other.track(ids["Mid Chord"])
             copy = shutil.copy(mid.path, tmp_path / "new_chord.m4a")
-            new = put_copy(other, mid.id, str(copy), "New Chord", 30.0)  # 23 s longer: not a duplicate
+            new = add_track(other, mid.id, copy, "Dee", "New Chord", None, 30.0)  # 23 s longer: not a duplicate
             gone = ids["High Tone"]
             other.remove([other.track(gone).path])
         tag = client.get("/api/library").json()["tags"][0]
@@ -117,8 +105,10 @@ def test_every_route_follows_tracks_added_and_removed(changing, tmp_path):
         similar = found(client.get(f"/api/tracks/{mid.id}/similar", params={"k": 20}))
         assert new in similar
         assert gone not in similar | found(client.get(f"/api/tracks/{new}/similar", params={"k": 20}))
-        assert new in found(client.get("/api/tracks", params={"tag": tag, "limit": 100}))
-        assert gone not in found(client.get("/api/tracks", params={"tag": tag, "limit": 100}))
+        assert new in found(client.get("/api/tracks", params={"tag": tag, "min_prob": 0, "limit": 100}))
+        assert gone not in found(client.get("/api/tracks", params={"tag": tag, "min_prob": 0, "limit": 100}))
+        assert new in found(client.get("/api/tracks", params={"artist": "Dee"}))
+        assert gone not in found(client.get("/api/tracks", params={"limit": 100}))
         assert found(client.get("/api/tracks", params={"q": "new chord"})) == {new}
         assert client.post("/api/radio/next", json={"seeds": [new]}).status_code == 200
         assert client.post("/api/radio/next", json={"seeds": [ids["Low Chord"]], "history": [gone]}).status_code == 200
@@ -133,6 +123,7 @@ def test_every_route_follows_tracks_added_and_removed(changing, tmp_path):
         assert gone not in {t["id"] for t in uploaded.json()["similar"]}
         for response in (client.get(f"/api/tracks/{gone}"), client.get(f"/api/tracks/{gone}/similar"),
                          client.get(f"/api/tracks/{gone}/audio"), client.get(f"/api/tracks/{gone}/spectrogram.png"),
+                         client.get(f"/api/tracks/{gone}/cover"),
                          client.post("/api/radio/next", json={"seeds": [gone]}),
                          client.post("/api/path", json={"songs": [gone, new]}),
                          client.post("/api/playlist.m3u8", json={"ids": [new, gone]})):
@@ -149,7 +140,8 @@ def test_no_500_while_another_process_writes_the_library(changing):
         def write():  # tracks come and go, one transaction each, as an index run writes them
             n = 0
             while not stop.is_set():
-                put_copy(other, list(ids.values())[n % len(ids)], f"/elsewhere/{n}.mp3", f"Copy {n}", 60.0 + n)
+                add_track(other, list(ids.values())[n % len(ids)], f"/elsewhere/{n}.mp3", "Dee", f"Copy {n}",
+                          None, 60.0 + n)
                 if n >= 2:
                     other.remove([f"/elsewhere/{n - 2}.mp3"])
                 n += 1
@@ -266,33 +258,56 @@ def test_a_radio_with_a_huge_history_answers_at_once(client, ids):
 
 
 BEYOND = 2**63
-BAD_REQUESTS = {
-    "track id 2^63": ("GET", f"/api/tracks/{BEYOND}", None),
-    "audio id 2^63": ("GET", f"/api/tracks/{BEYOND}/audio", None),
-    "spectrogram id 2^63": ("GET", f"/api/tracks/{BEYOND}/spectrogram.png", None),
-    "similar id 2^64": ("GET", f"/api/tracks/{2**64}/similar", None),
-    "radio seed 2^63": ("POST", "/api/radio/next", {"seeds": [BEYOND]}),
-    "radio history 2^63": ("POST", "/api/radio/next", {"seeds": [1], "history": [BEYOND]}),
-    "radio negative random_seed": ("POST", "/api/radio/next", {"seeds": [1], "drunk": 0.5, "random_seed": -1}),
-    "radio NaN": ("POST", "/api/radio/next", '{"seeds": [1], "drunk": NaN}'),
-    "radio Infinity": ("POST", "/api/radio/next", '{"seeds": [1], "drunk": Infinity}'),
-    "path id 2^63": ("POST", "/api/path", {"songs": [1, BEYOND]}),
-    "path negative random_seed": ("POST", "/api/path", {"songs": [1, 2], "random_seed": -5}),
-    "playlist id 2^63": ("POST", "/api/playlist.m3u8", {"ids": [BEYOND]}),
-    "q of 1,000 words": ("GET", "/api/tracks?q=" + "+".join(["a"] * 1000), None),
-    "q of 60,000 characters": ("GET", "/api/tracks?q=" + "x" * 60_000, None),  # the client sends no longer URL
-    "min_prob NaN": ("GET", "/api/tracks/1/similar?min_prob=nan", None),
+LARGEST = f"at most {MAX_TRACK_ID}"
+BAD_REQUESTS = {  # name: (method, url, body, the sentence answered)
+    "track id 2^63": ("GET", f"/api/tracks/{BEYOND}", None, f"track_id must be {LARGEST}"),
+    "audio id 2^63": ("GET", f"/api/tracks/{BEYOND}/audio", None, f"track_id must be {LARGEST}"),
+    "cover id 2^63": ("GET", f"/api/tracks/{BEYOND}/cover", None, f"track_id must be {LARGEST}"),
+    "spectrogram id 2^63": ("GET", f"/api/tracks/{BEYOND}/spectrogram.png", None, f"track_id must be {LARGEST}"),
+    "similar id 2^64": ("GET", f"/api/tracks/{2**64}/similar", None, f"track_id must be {LARGEST}"),
+    "similar k": ("GET", "/api/tracks/1/similar?k=201", None, "k must be at most 200"),
+    "similar k not a number": ("GET", "/api/tracks/1/similar?k=ten", None, "k must be a whole number"),
+    "exclude_artist not a boolean": ("GET", "/api/tracks/1/similar?exclude_artist=maybe", None,
+                                     "exclude_artist must be true or false"),
+    "radio seed 2^63": ("POST", "/api/radio/next", {"seeds": [BEYOND]}, f"seeds[0] must be {LARGEST}"),
+    "radio history 2^63": ("POST", "/api/radio/next", {"seeds": [1], "history": [BEYOND]},
+                           f"history[0] must be {LARGEST}"),
+    "radio without seeds": ("POST", "/api/radio/next", {"seeds": []}, "seeds must have at least 1 item"),
+    "radio seeds not a list": ("POST", "/api/radio/next", {"seeds": 1}, "seeds must be a list"),
+    "radio keep_on not whole": ("POST", "/api/radio/next", {"seeds": [1], "keep_on": 2.5},
+                                "keep_on must be a whole number"),
+    "radio negative random_seed": ("POST", "/api/radio/next", {"seeds": [1], "drunk": 0.5, "random_seed": -1},
+                                   "random_seed must be at least 0"),
+    "radio NaN": ("POST", "/api/radio/next", '{"seeds": [1], "drunk": NaN}', "drunk must be a number, not NaN"),
+    "radio Infinity": ("POST", "/api/radio/next", '{"seeds": [1], "drunk": Infinity}', "drunk must be at most 1"),
+    "radio body a list": ("POST", "/api/radio/next", "[1, 2]", "the body must be a JSON object"),
+    "path id 2^63": ("POST", "/api/path", {"songs": [1, BEYOND]}, f"songs[1] must be {LARGEST}"),
+    "path of one song": ("POST", "/api/path", {"songs": [1]}, "songs must have at least 2 items"),
+    "path negative random_seed": ("POST", "/api/path", {"songs": [1, 2], "random_seed": -5},
+                                  "random_seed must be at least 0"),
+    "playlist id 2^63": ("POST", "/api/playlist.m3u8", {"ids": [BEYOND]}, f"ids[0] must be {LARGEST}"),
+    "q of 1,000 words": ("GET", "/api/tracks?q=" + "+".join(["a"] * 1000), None,
+                         "q must be at most 200 characters long"),
+    "q of 60,000 characters": ("GET", "/api/tracks?q=" + "x" * 60_000, None,  # the client sends no longer URL
+                               "q must be at most 200 characters long"),
+    "min_prob NaN": ("GET", "/api/tracks/1/similar?min_prob=nan", None, "min_prob must be a number, not NaN"),
+    "upload without a file": ("POST", "/api/upload", None, "file is required"),
 }
 
 
-@pytest.mark.parametrize("method, url, body", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_requests_beyond_the_bounds_get_a_422_sentence(client, method, url, body):
+@pytest.mark.parametrize("method, url, body, sentence", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_requests_beyond_the_bounds_get_a_422_sentence(client, method, url, body, sentence):
     content = body if isinstance(body, str) else None
     response = client.request(method, url, json=None if content else body, content=content,
                               headers={"content-type": "application/json"} if content else None)
     assert response.status_code == 422
-    detail = response.json()["detail"]
-    assert isinstance(detail, str) and ": " in detail
+    assert response.json() == {"detail": sentence}
+
+
+def test_a_body_that_is_not_json_is_a_400_sentence(client):
+    response = client.post("/api/radio/next", content='{"seeds": [1]', headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "the body is not valid JSON"}
 
 
 def test_the_largest_id_is_a_clean_404(client):
@@ -318,6 +333,7 @@ def test_openapi_documents_the_errors_in_one_shape(client):
 
 # --- the schema, fuzzed -------------------------------------------------------------------
 OPERATIONS = [("GET", "/api/library"), ("GET", "/api/tracks"), ("GET", "/api/tracks/{track_id}"),
+              ("GET", "/api/artists"), ("GET", "/api/albums"), ("GET", "/api/tracks/{track_id}/cover"),
               ("GET", "/api/tracks/{track_id}/audio"), ("GET", "/api/tracks/{track_id}/spectrogram.png"),
               ("GET", "/api/tracks/{track_id}/similar"), ("POST", "/api/radio/next"), ("POST", "/api/path"),
               ("POST", "/api/playlist.m3u8"), ("POST", "/api/upload"), ("GET", "/api/map")]

@@ -78,14 +78,17 @@ def similar(library: Library, seed: Seed, *, k: int = 10, tag: str | None = None
     return [Recommendation(found.tracks[row], float(found.scores[row]), tags[found.tracks[row].id]) for row in kept]
 
 
-def rank_by_tag(library: Library, tag: str, *, k: int = 20, allowed: np.ndarray | None = None) -> list[Recommendation]:
-    """Tracks (only ids in ``allowed`` when given) ranked by the predicted probability of
-    ``tag`` (score = that probability)."""
+def rank_by_tag(library: Library, tag: str, *, k: int = 20, allowed: np.ndarray | None = None,
+                min_prob: float = 0.0, offset: int = 0) -> list[Recommendation]:
+    """Tracks (only ids in ``allowed`` when given) whose predicted probability of ``tag``
+    is at least ``min_prob``, most probable first (score = that probability): ``k`` of
+    them from the ``offset``-th on."""
     ids, probs = library.tag_scores(tag)
+    keep = probs >= min_prob
     if allowed is not None:
-        keep = np.isin(ids, allowed)
-        ids, probs = ids[keep], probs[keep]
-    order = np.argsort(-probs, kind="stable")[:k]
+        keep &= np.isin(ids, allowed)
+    ids, probs = ids[keep], probs[keep]
+    order = np.argsort(-probs, kind="stable")[offset : offset + k]
     chosen = [int(ids[i]) for i in order]
     tracks = {t.id: t for t in library.catalogue.tracks(chosen)}
     tags = library.top_tags(chosen)

@@ -637,20 +637,20 @@ class Catalogue:
         return Track(*row) if row else None
 
     def search_text(self, text: str, limit: int = 20) -> list[Track]:
-        """Tracks whose artist, title, album or file name contain every word of ``text``
-        (at most ``MAX_QUERY_WORDS`` different words: ParameterError beyond)."""
-        words = list(dict.fromkeys(text.split()))
-        if not words:
-            return []
-        if len(words) > MAX_QUERY_WORDS:
-            raise ParameterError(f"a search of {len(words)} different words is too long: give at most "
-                                 f"{MAX_QUERY_WORDS}")
-        haystack = "(coalesce(artist,'') || ' ' || coalesce(title,'') || ' ' || coalesce(album,'') || ' ' || path)"
-        where = " AND ".join(f"{haystack} LIKE ? ESCAPE '\\'" for _ in words)
-        params = ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
-        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE {where} ORDER BY artist, title, path "
-                               f"LIMIT ?", (*params, limit)).fetchall()
+        """Tracks whose artist, title, album or file name (not its folders) contain every
+        word of ``text`` (case-insensitive), those whose title or "artist - title" is
+        ``text`` first, then by artist, title and path. At most ``MAX_QUERY_WORDS``
+        different words: ParameterError beyond."""
+        where, params = _words_filter(text)
+        exact = "(lower(title) = lower(?) OR lower(artist || ' - ' || title) = lower(?))"
+        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE {where} ORDER BY {exact} DESC, "
+                               "artist, title, path LIMIT ?", (*params, text.strip(), text.strip(), limit)).fetchall()
         return [Track(*row) for row in rows]
+
+    def count_text(self, text: str) -> int:
+        """How many tracks :meth:`search_text` finds, without a limit."""
+        where, params = _words_filter(text)
+        return self.db.execute(f"SELECT COUNT(*) FROM tracks WHERE {where}", params).fetchone()[0]
 
     def arrays(self, column: str, ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids (n,), matrix (n, d)) of a fixed-length array column: 'vector' or 'tags'."""
@@ -686,6 +686,62 @@ class Catalogue:
         files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", ".faiss", ".faiss.json"))
         return sum(p.stat().st_size for p in files if p.is_file())
 
+    # --- browsing ------------------------------------------------------------------
+    def listing(self, *, artist: str | None = None, album: str | None = None, offset: int = 0,
+                limit: int = 50) -> list[Track]:
+        """Tracks ordered by artist, album (case-insensitive), then path (an album's files
+        are usually numbered in its order); only those of ``artist`` / ``album`` (exact
+        names) when given; ``limit`` -1: all."""
+        where, params = _exact({"artist": artist, "album": album})
+        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks {where} ORDER BY artist COLLATE NOCASE, "
+                               "album COLLATE NOCASE, path LIMIT ? OFFSET ?",
+                               (*params, limit, offset)).fetchall()
+        return [Track(*row) for row in rows]
+
+    def artists(self, text: str = "", *, offset: int = 0, limit: int = 100) -> list[dict]:
+        """Artists whose name contains ``text``, by name (case-insensitive): {"artist",
+        "tracks", "albums", "cover" (the id of one of their tracks)}; tracks without an
+        artist are grouped under ""."""
+        rows = self.db.execute(
+            "SELECT coalesce(artist, '') AS artist_name, COUNT(*), COUNT(DISTINCT nullif(album, '')), MIN(id) "
+            "FROM tracks WHERE artist_name LIKE ? ESCAPE '\\' GROUP BY artist_name "
+            "ORDER BY artist_name COLLATE NOCASE, artist_name "
+            "LIMIT ? OFFSET ?", (_like(text), limit, offset)).fetchall()
+        return [{"artist": a, "tracks": n, "albums": albums, "cover": cover} for a, n, albums, cover in rows]
+
+    def albums(self, text: str = "", *, artist: str | None = None, offset: int = 0, limit: int = 100) -> list[dict]:
+        """Albums (one per artist and album name) whose album or artist name contains
+        ``text``, only ``artist``'s when given, by artist then album (case-insensitive):
+        {"album", "artist", "tracks", "duration" (seconds), "cover" (the id of one of its
+        tracks)}; tracks without an album are grouped under "" for their artist."""
+        where, params = _exact({"artist": artist})
+        rows = self.db.execute(
+            "SELECT coalesce(album, '') AS album_name, coalesce(artist, '') AS artist_name, COUNT(*), "
+            "coalesce(SUM(duration), 0), MIN(id) FROM tracks "
+            f"{where or 'WHERE 1'} AND (album_name LIKE ? ESCAPE '\\' OR artist_name LIKE ? ESCAPE '\\') "
+            "GROUP BY artist_name, album_name ORDER BY artist_name COLLATE NOCASE, artist_name, "
+            "album_name COLLATE NOCASE, album_name LIMIT ? OFFSET ?",
+            (*params, _like(text), _like(text), limit, offset)).fetchall()
+        return [{"album": album, "artist": name, "tracks": n, "duration": seconds, "cover": cover}
+                for album, name, n, seconds, cover in rows]
+
+
+# what a text search looks in: "artist - title", album and the file's name (the path after its last separator)
+_SEARCHED = (f"(coalesce(artist,'') || ' - ' || coalesce(title,'') || ' ' || coalesce(album,'') || ' ' || "
+             f"substr(path, length(rtrim(path, replace(path, '{os.sep}', ''))) + 1))")
+
+
+def _words_filter(text: str) -> tuple[str, list[str]]:
+    """A WHERE condition and its parameters: every word of ``text`` is in :data:`_SEARCHED`
+    (no word: no track)."""
+    words = list(dict.fromkeys(text.split()))
+    if len(words) > MAX_QUERY_WORDS:
+        raise ParameterError(f"a search of {len(words)} different words is too long: give at most "
+                             f"{MAX_QUERY_WORDS}")
+    if not words:
+        return "0", []
+    return " AND ".join(f"{_SEARCHED} LIKE ? ESCAPE '\\'" for _ in words), [_like(w) for w in words]
+
 
 def _patch_matrix(blob: bytes, patches: int) -> np.ndarray:
     """A stored float16 patch blob as a (patches, dim) float32 matrix."""
@@ -698,6 +754,17 @@ def _record_values(record: TrackRecord) -> tuple:
     return (record.path, record.size, record.mtime_ns, m.artist, m.title, m.album, m.genre, m.duration,
             record.excerpt, _blob(record.vector, np.float32), _blob(record.tags, np.float32),
             _blob(record.patches, np.float16), _blob(record.starts, np.float32))
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') matching strings that contain ``text``."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _exact(columns: dict[str, str | None]) -> tuple[str, list[str]]:
+    """A WHERE clause (or "") and its parameters keeping rows whose columns equal the given values (None: any)."""
+    given = {column: value for column, value in columns.items() if value is not None}
+    return ("WHERE " + " AND ".join(f"{column} = ?" for column in given) if given else "", list(given.values()))
 
 
 def _blob(array: np.ndarray, dtype) -> bytes:

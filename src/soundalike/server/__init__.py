@@ -1,9 +1,30 @@
 """``soundalike serve``: the HTTP API and the web page, one FastAPI app over one library.
 
-Every action of the page is an API call documented in the OpenAPI schema (``/docs``).
-Audio is served only for library tracks, by id: no path from a request reaches the
-file system. With a token, every request must carry it (``Authorization: Bearer T``,
-or ``?token=T`` for links the browser follows itself, such as an audio source).
+Every action of the page is an API call documented in the OpenAPI schema (``/docs``,
+which needs no network: its assets are served here). Audio and covers are served only
+for library tracks, by id: no path from a request reaches the file system.
+
+**Signing in.** A server started with ``--token T`` answers only requests that carry
+it. A browser signs in once, by opening ``/?token=T`` or with the form that ``/`` shows
+(``POST /signin``, field ``token``), and then carries the session cookie
+``soundalike_session`` (HttpOnly, SameSite=Strict, Secure over HTTPS; its value is not
+the token); ``POST /signout`` clears it. API clients send ``Authorization: Bearer T``
+(``?token=T`` is still taken too).
+
+**Browsing.** ``/api/tracks`` pages through the library (``offset``, ``limit``) by
+artist, album and file name, narrowed by words (``q``), exact ``artist`` and ``album``
+names, and a predicted ``tag`` (tracks whose probability of it is at least
+``min_prob``, most probable first). ``/api/artists`` and ``/api/albums`` list what
+there is, each with the id of a track whose ``/cover`` to show.
+
+**Audio.** ``/api/tracks/{id}/audio`` is always something a browser plays, and
+seekable (HTTP range requests): the file itself when it is MP3, AAC in MP4, Vorbis or
+Opus in Ogg or WebM, FLAC, or 8/16-bit or float WAV; otherwise an Ogg Opus transcode
+(header ``X-Soundalike-Transcoded: 1``), made once with PyAV and kept in
+``<library>.cache/audio/`` (at most 2 GiB, the least recently played evicted first;
+a changed file is transcoded anew). **Covers**: ``/api/tracks/{id}/cover`` is the
+picture embedded in the file, else ``cover``, ``folder`` or ``front`` ``.jpg``/``.png``
+beside it.
 
 Requests are answered in parallel, each from one state of the library: tracks that
 ``soundalike index`` adds or removes while the server runs are seen by the next
@@ -11,20 +32,21 @@ request. An upload is analysed outside the library, at most ``max_analyses`` at 
 (503 with ``Retry-After`` beyond), and abandoned when its client goes away.
 
 Every error is ``{"detail": "a sentence"}``: 400 a malformed body, 401 no valid
-token, 404 no such track (or its file is gone), 413 a body over its limit, 422 a
-parameter out of its bounds (validation) or refused by the library (an unknown tag, a
-file that is not audio), 503 every upload slot busy or the library unusable (empty,
-damaged). Track ids are 0 to 2^63 - 1, ``random_seed`` 0 to 2^32 - 1, a search at
-most 200 characters; a radio remembers the last 1,000 tracks of its history.
+token or session, 404 no such track (or its file is gone, or it has no cover), 413 a
+body over its limit, 422 a parameter out of its bounds ("k must be at most 200") or
+refused by the library (an unknown tag, a file that is not audio or cannot be
+played), 503 every upload slot busy or the library unusable (empty, damaged). Track
+ids are 0 to 2^63 - 1, ``random_seed`` 0 to 2^32 - 1, a search at most 200
+characters, an ``offset`` at most 10^9; a radio remembers the last 1,000 tracks of its
+history.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hmac
 import io
-import mimetypes
+import math
 import os
 import tempfile
 import threading
@@ -40,10 +62,11 @@ from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers
 
 from .. import analysis, audio, playlists, recommend
 from ..errors import MediaError, ParameterError, SoundalikeError
@@ -51,6 +74,8 @@ from ..library import Catalogue, Library, QueryError, Seed
 from ..library.catalogue import MAX_TRACK_ID, LibraryError, Track
 from ..library.vectors import VectorIndex
 from ..playlist_files import Entry, m3u_text
+from . import media, projection
+from .auth import Sessions, signed_out
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -62,16 +87,22 @@ RETRY_AFTER = 10  # seconds a client is asked to wait when every upload slot is 
 DISCONNECT_POLL = 0.5  # seconds between checks that an upload's client is still there
 SPECTROGRAM_SECONDS = 30.0
 PASSAGES = 3  # most similar 3-second passage pairs shown per recommendation
-MAP_MAX_POINTS = 200_000
 MAX_RANDOM_SEED = 2**32 - 1
 MAX_QUERY = 200  # characters of a search (so at most 100 words)
 MAX_TAG = 100  # characters of a tag name
+MAX_NAME = 1000  # characters of an artist or album name
+MAX_OFFSET = 10**9  # tracks, artists or albums skipped by a page
+MAX_PAGE = 1000  # items of a page
+COVER_CACHE = "private, max-age=86400"  # a day in the browser's cache
 RADIO_HISTORY = 1000  # the last tracks of a radio's history it avoids and steers by; older ones may come back
 
 TrackId = Annotated[int, Field(ge=0, le=MAX_TRACK_ID)]
 TrackIdPath = Annotated[int, PathParam(ge=0, le=MAX_TRACK_ID, description="a track id")]
 RandomSeed = Annotated[int | None, Field(ge=0, le=MAX_RANDOM_SEED, description="makes a drunk choice reproducible")]
 TagQuery = Annotated[str | None, Query(max_length=MAX_TAG, description="keep tracks with this predicted or genre tag")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="how many to skip (paging)")]
+TextQuery = Annotated[str, Query(max_length=MAX_QUERY, description="words to look for")]
+NameQuery = Annotated[str, Query(max_length=MAX_NAME, description="an exact name; empty: any")]
 
 
 class Error(BaseModel):
@@ -96,6 +127,54 @@ def errors(*codes: int) -> dict:
     return {code: {"model": Error, "description": ERRORS[code]} for code in codes}
 
 
+# pydantic's error types -> the sentence a person reads, formatted with the parameter's
+# name and the error's context (its bounds)
+SENTENCES = {
+    "missing": "{name} is required",
+    "less_than_equal": "{name} must be at most {le}",
+    "greater_than_equal": "{name} must be at least {ge}",
+    "less_than": "{name} must be less than {lt}",
+    "greater_than": "{name} must be more than {gt}",
+    "int_parsing": "{name} must be a whole number",
+    "int_type": "{name} must be a whole number",
+    "int_from_float": "{name} must be a whole number",
+    "int_parsing_size": "{name} is too large a number",
+    "float_parsing": "{name} must be a number",
+    "float_type": "{name} must be a number",
+    "finite_number": "{name} must be a finite number",
+    "bool_parsing": "{name} must be true or false",
+    "bool_type": "{name} must be true or false",
+    "string_type": "{name} must be text",
+    "string_too_short": "{name} must be at least {min_length} characters long",
+    "string_too_long": "{name} must be at most {max_length} characters long",
+    "too_short": "{name} must have at least {min_length} {items}",
+    "too_long": "{name} must have at most {max_length} {items}",
+    "list_type": "{name} must be a list",
+    "model_attributes_type": "{name} must be a JSON object",
+    "dict_type": "{name} must be a JSON object",
+    "json_invalid": "the body is not valid JSON",
+}
+
+
+def _sentence(error: dict) -> str:
+    """One validation error of pydantic as a sentence naming the parameter ("k must be at most 200")."""
+    where, *parts = error["loc"] or ("body",)
+    name = ""
+    for part in parts if where in ("query", "path", "body", "header", "cookie") else (where, *parts):
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    context = error.get("ctx") or {}
+    bound = context.get("min_length", context.get("max_length"))
+    template = SENTENCES.get(error["type"])
+    with contextlib.suppress(TypeError, ValueError):
+        if math.isnan(float(error.get("input"))):  # NaN passes no bound: say what is wrong with it
+            template = "{name} must be a number, not NaN"
+    if template is None:
+        return f"{name or 'the body'} is not valid: {error['msg'][:1].lower()}{error['msg'][1:]}"
+    bounds = {key: int(value) if isinstance(value, float) and value.is_integer() else value
+              for key, value in context.items()}  # "at most 1", not "at most 1.0"
+    return template.format(name=name or "the body", items="item" if bound == 1 else "items", **bounds)
+
+
 class RadioRequest(BaseModel):
     seeds: list[TrackId] = Field(min_length=1, max_length=100, description="track ids the radio started from")
     history: list[TrackId] = Field(default_factory=list, description=(
@@ -117,6 +196,21 @@ class PathRequest(BaseModel):
 
 class PlaylistRequest(BaseModel):
     ids: list[TrackId] = Field(min_length=1, max_length=10_000)
+
+
+class Artist(BaseModel):
+    artist: str = Field(description='the name; "" for tracks without an artist')
+    tracks: int
+    albums: int = Field(description="albums with a name")
+    cover: int | None = Field(description="a track of theirs whose cover to show (it may have none: 404)")
+
+
+class Album(BaseModel):
+    album: str = Field(description='the name; "" for the artist\'s tracks without an album')
+    artist: str
+    tracks: int
+    duration: float = Field(description="seconds")
+    cover: int | None = Field(description="a track of the album whose cover to show (it may have none: 404)")
 
 
 class ClientGone(Exception):
@@ -184,12 +278,13 @@ class ServedLibrary(Library):
 
 
 class Gate:
-    """ASGI middleware: the token on every request; before an upload's body is read, a
-    503 while every analysis slot is busy; and body limits, from Content-Length at once
-    (413) and counted as the body arrives (413 at the limit, the rest never read)."""
+    """ASGI middleware: the sign-in (a session or the token on every request, see
+    :mod:`.auth`); before an upload's body is read, a 503 while every analysis slot is
+    busy; and body limits, from Content-Length at once (413) and counted as the body
+    arrives (413 at the limit, the rest never read)."""
 
-    def __init__(self, app, *, token: str | None, slots: threading.BoundedSemaphore, max_upload: int):
-        self.app, self.token, self.slots, self.max_upload = app, token, slots, max_upload
+    def __init__(self, app, *, sessions: Sessions | None, slots: threading.BoundedSemaphore, max_upload: int):
+        self.app, self.sessions, self.slots, self.max_upload = app, sessions, slots, max_upload
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -218,13 +313,9 @@ class Gate:
         return f"request body larger than the limit of {MAX_JSON} bytes"
 
     def refusal(self, scope) -> Response | None:
-        if self.token:
-            given = QueryParams(scope["query_string"]).get("token") or ""
-            header = Headers(scope=scope).get("authorization", "")
-            if header.lower().startswith("bearer "):
-                given = header[7:]
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return JSONResponse({"detail": "a valid token is required"}, status_code=401)
+        answer = self.sessions.gate(scope) if self.sessions else None
+        if answer is not None:
+            return answer
         if scope["path"] == "/api/upload" and scope["method"] == "POST":
             if not self.slots.acquire(blocking=False):
                 error = busy()
@@ -248,19 +339,29 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def create_app(library_path: str | os.PathLike | None, *, token: str | None = None,
-               max_upload: int = DEFAULT_MAX_UPLOAD, max_analyses: int = DEFAULT_ANALYSES) -> FastAPI:
+               max_upload: int = DEFAULT_MAX_UPLOAD, max_analyses: int = DEFAULT_ANALYSES,
+               map_at_start: bool = False) -> FastAPI:
+    """The app over one library; ``map_at_start``: draw the map in the background at once,
+    so that the first visit to it does not wait (up to 20 s on a fresh install, while
+    umap-learn compiles)."""
     library = ServedLibrary(library_path)
     # one OpenMP thread per faiss search: requests run in parallel, and an OpenMP team
     # for a single query made it 10 times slower (22 ms against 2.3 ms at 50,000 tracks)
     faiss.omp_set_num_threads(1)
     slots = threading.BoundedSemaphore(max_analyses)  # uploads being analysed
-    app = FastAPI(title="soundalike", version="1", description=__doc__, responses=errors(401, 422, 503))
-    app.add_middleware(Gate, token=token, slots=slots, max_upload=max_upload)
+    sessions = Sessions(token) if token else None
+    transcodes = media.AudioCache(library.path)
+    # /docs with Swagger UI's assets served from here (no CDN), as fastapi-offline documents
+    app = FastAPIOffline(title="soundalike", version="1", description=__doc__, responses=errors(401, 422, 503),
+                         swagger_ui_parameters={"validatorUrl": None})
+    app.add_middleware(Gate, sessions=sessions, slots=slots, max_upload=max_upload)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-        return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, status_code=422)
+        problems = list(dict.fromkeys(_sentence(e) for e in exc.errors()))
+        malformed = any(e["type"] == "json_invalid" for e in exc.errors())  # not JSON at all: 400, as documented
+        return JSONResponse({"detail": "; ".join(problems[:3]) or "the request is not valid"},
+                            status_code=400 if malformed else 422)
 
     @app.exception_handler(SoundalikeError)
     async def soundalike_error(request: Request, exc: SoundalikeError):
@@ -315,32 +416,80 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         with library.reading():
             return {**library.stats(), "tags": library.catalogue.tag_names}
 
-    @app.get("/api/tracks", summary="search by artist, title, album or path words, and/or by predicted tag")
-    def search(q: str = Query("", max_length=MAX_QUERY), tag: TagQuery = None,
-               limit: int = Query(50, ge=1, le=1000)):
+    def find_tracks(q: str, tag: str | None, min_prob: float, artist: str | None, album: str | None,
+                    offset: int, limit: int) -> list[Track]:
+        """A page of the tracks that match every filter given (see :func:`search`)."""
+        catalogue = library.catalogue
+        if not q.strip() and not tag:
+            return catalogue.listing(artist=artist, album=album, offset=offset, limit=limit)
+        matching = None
+        if q.strip():
+            matching = [t for t in catalogue.search_text(q, limit=catalogue.count())
+                        if artist in (None, t.artist) and album in (None, t.album)]
+        elif artist is not None or album is not None:
+            matching = catalogue.listing(artist=artist, album=album, limit=-1)
+        if tag:
+            allowed = None if matching is None else [t.id for t in matching]
+            ranked = recommend.rank_by_tag(library, tag, k=limit, allowed=allowed, min_prob=min_prob, offset=offset)
+            return [r.track for r in ranked]
+        return matching[offset : offset + limit]
+
+    @app.get("/api/tracks", summary="page through the tracks, or search them by words, artist, album and tag")
+    def search(q: TextQuery = "", tag: TagQuery = None,
+               min_prob: float = Query(0.5, ge=0, le=1, description="with a tag: the least probability of it kept"),
+               artist: NameQuery = "", album: NameQuery = "", offset: Offset = 0,
+               limit: int = Query(50, ge=1, le=MAX_PAGE)):
+        """Without ``q`` or ``tag``: by artist, album and file name. ``q``: tracks whose artist,
+        title, album or file name contain every word. ``tag``: only tracks whose predicted
+        probability of it is at least ``min_prob``, most probable first."""
         with library.reading():
-            if tag:
-                matching = ([t.id for t in library.catalogue.search_text(q, limit=library.catalogue.count())]
-                            if q else None)
-                tracks = [r.track for r in recommend.rank_by_tag(library, tag, k=limit, allowed=matching)]
-            elif q:
-                tracks = library.catalogue.search_text(q, limit=limit)
-            else:
-                tracks = library.catalogue.tracks(library.catalogue.ids()[:limit])
-            return with_tags(tracks)
+            return with_tags(find_tracks(q, tag, min_prob, artist or None, album or None, offset, limit))
+
+    @app.get("/api/artists", summary="the artists, by name, with their numbers of tracks and albums",
+             response_model=list[Artist])
+    def artists(q: TextQuery = "", offset: Offset = 0, limit: int = Query(100, ge=1, le=MAX_PAGE)):
+        with library.reading():
+            return library.catalogue.artists(q.strip(), offset=offset, limit=limit)
+
+    @app.get("/api/albums", summary="the albums, by artist then title, with their numbers of tracks and lengths",
+             response_model=list[Album])
+    def albums(artist: NameQuery = "", q: TextQuery = "", offset: Offset = 0,
+               limit: int = Query(100, ge=1, le=MAX_PAGE)):
+        with library.reading():
+            return library.catalogue.albums(q.strip(), artist=artist or None, offset=offset, limit=limit)
 
     @app.get("/api/tracks/{track_id}", summary="a track's metadata and predicted tags", responses=errors(404))
     def track(track_id: TrackIdPath):
         with library.reading():
             return with_tags([track_or_404(track_id)], n=10)[0]
 
-    @app.get("/api/tracks/{track_id}/audio", summary="the track's audio file (HTTP range requests supported)",
-             response_class=FileResponse, responses={200: {"content": {"audio/*": {}, "application/octet-stream": {}},
-                                                         "description": "the file as it is in the library"},
-                                                     **errors(404)})
+    @app.get("/api/tracks/{track_id}/audio", summary="the track's audio, as browsers play it (seekable)",
+             response_class=FileResponse,
+             responses={200: {"content": {"audio/*": {}}, "description": (
+                 "the file as it is in the library when browsers play it, else an Ogg Opus transcode "
+                 "(header X-Soundalike-Transcoded: 1); HTTP range requests supported")}, **errors(404)})
     def track_audio(track_id: TrackIdPath):
         path = file_or_404(track_id)
-        return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        media_type = media.browser_media_type(path)
+        if media_type:
+            return FileResponse(path, media_type=media_type)
+        try:
+            transcoded = transcodes.get(track_id, path)
+        except MediaError as exc:
+            raise HTTPException(422, f"track {track_id} ({path.name}) cannot be played: {exc.reason}") from None
+        return FileResponse(transcoded, media_type="audio/ogg", headers={"X-Soundalike-Transcoded": "1"})
+
+    @app.get("/api/tracks/{track_id}/cover", summary="the track's cover art (embedded, or an image beside the file)",
+             response_class=Response, responses={200: {"content": {"image/*": {}}}, **errors(404)})
+    def track_cover(track_id: TrackIdPath):
+        art = media.cover(file_or_404(track_id))
+        if art is None:
+            raise HTTPException(404, f"track {track_id} has no cover art")
+        headers = {"Cache-Control": COVER_CACHE}
+        if isinstance(art, Path):
+            return FileResponse(art, headers=headers)
+        data, media_type = art
+        return Response(data, media_type=media_type, headers=headers)
 
     @app.get("/api/tracks/{track_id}/spectrogram.png", summary="mel spectrogram of the first 30 s, as a PNG",
              response_class=Response, responses={200: {"content": {"image/png": {}}}, **errors(404)})
@@ -430,15 +579,34 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     @app.get("/api/map", summary="every track as a point of a 2-D projection of the track vectors")
     def library_map():
         with library.reading():
-            return _projection(library, library.catalogue.generation)
+            return projection.library_map(library, library.catalogue.generation)
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    @app.post("/signin", include_in_schema=False)
+    async def signin(request: Request):
+        if sessions is None:
+            return RedirectResponse("/", status_code=303)
+        given = (await request.form()).get("token")
+        return sessions.sign_in(given if isinstance(given, str) else "", request.url.scheme)
+
+    @app.post("/signout", include_in_schema=False)
+    def signout(request: Request):
+        return signed_out(request.url.scheme)
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.library = library
+    if map_at_start:
+        threading.Thread(target=_draw_map, args=(library,), name="soundalike-map", daemon=True).start()
     return app
+
+
+def _draw_map(library: ServedLibrary) -> None:
+    """The library's map, drawn once into the map's cache (nothing when the library cannot be read)."""
+    with contextlib.suppress(SoundalikeError), library.reading():
+        projection.library_map(library, library.catalogue.generation)
 
 
 def _save(source, target: Path, limit: int) -> None:
@@ -499,22 +667,3 @@ def _spectrogram_png(path: str) -> bytes:
     figure.savefig(out, format="png")
     return out.getvalue()
 
-
-@functools.lru_cache(maxsize=2)
-def _projection(library: Library, generation: int) -> dict:
-    """The map's points, recomputed only when the library changed (its generation)."""
-    from sklearn.decomposition import PCA
-
-    ids, vectors = library.catalogue.arrays("vector")
-    ids, vectors = ids[:MAP_MAX_POINTS], library.space.project(vectors[:MAP_MAX_POINTS])
-    tracks = {t.id: t for t in library.catalogue.tracks(ids)}
-    names = library.catalogue.tag_names
-    _, tags = library.catalogue.arrays("tags", ids)
-    if len(ids) >= 3:
-        xy = PCA(n_components=2, random_state=0).fit_transform(vectors)
-    else:
-        xy = np.zeros((len(ids), 2))
-    top = tags.argmax(axis=1) if tags.shape[1] else np.zeros(len(ids), int)
-    return {"ids": ids.tolist(), "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
-            "tag": top.tolist(), "tags": names or ["(no tags)"],
-            "labels": [tracks[int(i)].label for i in ids]}
