@@ -1,39 +1,72 @@
 """The page end to end in headless Chromium (Debian's, driven by Playwright; no browser
-download): search, play, follow a recommendation, radio, path, upload, map. Each view's
-screenshot is kept in docs/screenshots."""
+download), signed in on a server started with a token: browsing, searching, playing, the
+queue, keyboard shortcuts, a recommendation's why, radio, path, upload, map, errors, the
+phone layout and the dark theme. Each view's screenshot is kept in docs/screenshots."""
 
 import os
+import re
 import shutil
 import socket
 import threading
 import time
 from pathlib import Path
 
+import mutagen
+import numpy as np
 import pytest
 
 import synth
-from songs import make_music
+from songs import make_music, write_song
 from soundalike.cli import main
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # set SOUNDALIKE_SCREENSHOTS=docs/screenshots to refresh the ones in the docs
 SCREENSHOTS = os.environ.get("SOUNDALIKE_SCREENSHOTS")
+TOKEN = "correct horse battery staple"
+ALBUMS = {"a": "First Light", "b": "Static", "c": "Mid Tones"}  # folder of make_music -> album of its tagged songs
+LOST = ("gone/lost.flac", "Dee", "Lost Tape", None, ("tone", 440))  # indexed, then deleted: cannot be played
+TRACKS = 8  # make_music's 7 and the lost one
+ALBUM_CARDS = 6  # the 3 ALBUMS, and the tracks without an album of Ann, of Dee, and of no artist
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+from playwright.sync_api import expect  # noqa: E402  (after the skip: Playwright comes with the browser tests)
+
+expect.set_options(timeout=15_000)
+
+
+def tag_albums(music: Path) -> None:
+    """Give the tagged songs of each folder an album, and folder a/ a cover.png."""
+    for folder, album in ALBUMS.items():
+        for path in (music / folder).iterdir():
+            tagged = mutagen.File(path, easy=True)
+            if tagged is not None and tagged.tags is not None:
+                tagged["album"] = album
+                tagged.save()
+    from matplotlib.image import imsave
+
+    ramp = np.linspace(0, 1, 64)
+    imsave(music / "a" / "cover.png", np.dstack([np.outer(ramp, ramp), np.tile(ramp, (64, 1)), np.full((64, 64), 0.6)]))
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The URL of a server with a token over a library of make_music's songs with albums,
+    and one track whose file was deleted after indexing; (url, the lost track's path)."""
     import uvicorn
 
     from soundalike.server import create_app
 
     music = make_music(tmp_path_factory.mktemp("music"))
+    tag_albums(music)
+    lost = write_song(music, *LOST)
     library = tmp_path_factory.mktemp("lib") / "library.sqlite"
     assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
+    lost.unlink()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(library), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(library, token=TOKEN)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -56,125 +89,435 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
+@pytest.fixture(scope="module")
+def signed_in(browser, server):
+    """The browser's state after signing in once with /?token=T (its session cookie)."""
+    context = browser.new_context()
     page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server + "/")
-    page.wait_for_selector("#search-results li.track")
-    yield page
+    page.goto(f"{server}/?token={TOKEN.replace(' ', '%20')}")
+    assert page.url == server + "/"  # redirected: the token is not left in the address
+    expect(page.locator("#search-results li.track")).to_have_count(TRACKS)
+    state = context.storage_state()
+    assert [c["name"] for c in state["cookies"]] == ["soundalike_session"]
     context.close()
-    assert not errors
+    return state
+
+
+def open_page(browser, server, signed_in, *, width=1100, height=800, settings=None, scheme="light", path="/"):
+    """A signed-in page at `path`, once it is ready; `settings` are the page's window.soundalikeSettings."""
+    context = browser.new_context(viewport={"width": width, "height": height}, storage_state=signed_in,
+                                  color_scheme=scheme)
+    if settings:
+        context.add_init_script(f"window.soundalikeSettings = {settings!r};".replace("'", '"'))
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(server + path)
+    page.wait_for_selector("body[data-ready]")
+    return page
+
+
+@pytest.fixture
+def page(browser, server, signed_in):
+    page = open_page(browser, server, signed_in)
+    expect(rows(page, "#search-results")).to_have_count(TRACKS)
+    yield page
+    page.context.close()
+    assert not page.errors
+
+
+def rows(page, where):
+    return page.locator(f"{where} li.track")
+
+
+def titles(page, where) -> list[str]:
+    return rows(page, where).locator(".title").all_text_contents()
 
 
 def shot(page, name):
-    image = page.screenshot(full_page=True)
+    image = page.screenshot()  # the viewport, with the player bar at its bottom
     assert image.startswith(b"\x89PNG")
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         (Path(SCREENSHOTS) / f"{name}.png").write_bytes(image)
 
 
-def playing_time(page) -> float:
-    return page.evaluate("document.getElementById('player').currentTime")
-
-
 def wait_playing(page, beyond=0.3):
-    page.wait_for_function(f"document.getElementById('player').currentTime > {beyond}", timeout=15_000)
+    page.wait_for_function(f"!player.paused && player.currentTime > {beyond}", timeout=15_000)
+
+
+def search(page, words):
+    page.fill("#search-input", words)
+    page.press("#search-input", "Enter")
+    first_word = re.compile(re.escape(words.split()[0]), re.IGNORECASE)
+    expect(rows(page, "#search-results").first.locator(".title")).to_contain_text(first_word)
+
+
+def open_track(page, words):
+    page.goto(page.url.split("#")[0] + "#/")
+    search(page, words)
+    rows(page, "#search-results").first.locator("a.title").click()
+    expect(page.locator("#track-title")).to_have_text(words)
+
+
+# --- signing in --------------------------------------------------------------------------------------
+def test_sign_in_form(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server + "/")
+    expect(page.locator("input[name=token][type=password]")).to_be_visible()
+    assert page.locator("#search-results").count() == 0  # not the page itself
+    page.fill("input[name=token]", "wrong")
+    page.click("button[type=submit]")
+    expect(page.get_by_text("That token is not the one this server was started with.")).to_be_visible()
+    page.fill("input[name=token]", TOKEN)
+    page.click("button[type=submit]")
+    expect(rows(page, "#search-results")).to_have_count(TRACKS)
+    expect(page.locator("#signout-form")).to_be_visible()
+    page.click("#signout-form button")
+    expect(page.locator("input[name=token]")).to_be_visible()
+    context.close()
+
+
+# --- library ---------------------------------------------------------------------------------------
+def test_library_pages_as_it_is_scrolled(browser, server, signed_in):
+    page = open_page(browser, server, signed_in, height=300, settings={"pageSize": 3, "prefetchPx": 0})
+    offsets = []
+    page.on("request", lambda r: offsets.append(re.search(r"offset=(\d+)", r.url).group(1))
+            if "/api/tracks?" in r.url else None)
+    results = rows(page, "#search-results")
+    expect(results).to_have_count(3)
+    assert page.evaluate("document.querySelector('#search-results .sentinel').getBoundingClientRect().top") > 300
+    for count in (6, TRACKS):
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        expect(results).to_have_count(count)
+    expect(page.locator("#search-results .list-end")).to_have_text(f"All {TRACKS} tracks of the library.")
+    assert offsets == ["3", "6"]
+    assert len(set(rows(page, "#search-results").evaluate_all("items => items.map(i => i.dataset.id)"))) == TRACKS
+    page.context.close()
 
 
 def test_search_and_play(page):
-    page.fill("#search-input", "chord")
-    page.click("#search-form button")
-    page.wait_for_function("document.querySelectorAll('#search-results li.track').length === 3")
-    shot(page, "search")
-    page.click("#search-results li.track >> nth=0 >> button.play")
+    search(page, "chord")
+    expect(rows(page, "#search-results")).to_have_count(3)
+    expect(page.locator("#search-results .list-end")).to_have_text("3 tracks found.")
+    shot(page, "library")
+    rows(page, "#search-results").first.locator("button.play").click()
     wait_playing(page)
-    assert "Chord" in page.text_content("#now-playing")
+    expect(page.locator("#now-title")).to_contain_text("Chord")
+    expect(rows(page, "#search-results").first).to_have_class(re.compile("playing"))
+    assert page.evaluate("navigator.mediaSession.metadata.title") == page.text_content("#now-title")
+    assert page.evaluate("navigator.mediaSession.metadata.artwork[0].src").endswith("/cover")
+    page.fill("#search-input", "no such words anywhere")
+    page.press("#search-input", "Enter")
+    expect(page.locator("#search-results .empty")).to_contain_text("No tracks match.")
 
 
-def test_track_view_and_following_a_recommendation(page):
-    page.fill("#search-input", "Low Chord")
-    page.click("#search-form button")
-    page.click("#search-results li.track >> nth=0 >> a")
-    page.wait_for_selector("#similar-list li.track .passage")
+def test_tag_filter(page):
+    tag = page.evaluate("fetch('/api/tracks/1').then(r => r.json()).then(t => t.tags[0].tag)")
+    page.select_option("#search-tag", tag)
+    page.select_option("#search-min-prob", "0.3")
+    expected = page.evaluate(f"fetch('/api/tracks?tag={tag}&min_prob=0.3').then(r => r.json())")
+    assert 0 < len(expected) < TRACKS  # the tag filters
+    expect(rows(page, "#search-results")).to_have_count(len(expected))
+    ids = rows(page, "#search-results").evaluate_all("items => items.map(i => +i.dataset.id)")
+    assert ids == [t["id"] for t in expected]
+
+
+# --- artists and albums ------------------------------------------------------------------------------
+def test_artists_albums_and_an_album(page):
+    page.click("#nav a[data-view=artists]")
+    artists = page.locator("#artist-grid .card-title")
+    expect(artists).to_have_text(["Unknown artist", "Ann", "Bob", "Cy", "Dee"])
+    expect(page.locator("#artist-grid .card").nth(1).locator(".card-sub")).to_have_text("1 album · 3 tracks")
+    shot(page, "artists")
+    page.click("#nav a[data-view=albums]")
+    expect(page.locator("#album-grid .card-title")).to_contain_text(["First Light", "Static", "Mid Tones"])
+    shot(page, "albums")
+    page.click("#nav a[data-view=artists]")
+    page.locator("#artist-grid .card-link", has_text="Ann").click()
+    expect(page.locator("#artist-name")).to_have_text("Ann")
+    expect(rows(page, "#artist-tracks")).to_have_count(3)
+    page.locator("#artist-albums .card-link", has_text="First Light").click()
+    expect(page.locator("#album-title")).to_have_text("First Light")
+    expect(page.locator("#album-meta")).to_contain_text("Ann · 2 tracks")
+    assert titles(page, "#album-tracks") == ["High Tone", "Low Chord"]
+    # folder a/ has a cover.png; the other albums show a placeholder of their initials
+    page.wait_for_function("document.querySelector('#album-cover img')?.naturalWidth === 64")
+    page.click("#album-enqueue")
+    page.click("#queue-toggle")
+    expect(rows(page, "#queue-list")).to_have_count(2)
+    page.click("#queue-close")
+    shot(page, "album")
+    page.click("#nav a[data-view=albums]")
+    static = page.locator("#album-grid .card", has_text="Static")
+    expect(static.locator(".cover span")).to_have_text("ST")
+    expect(static.locator(".cover img")).to_have_count(0)  # its 404 removed it
+    static.locator(".card-play").click()
+    wait_playing(page)
+    expect(page.locator("#now-title")).to_have_text("Noise Wash")
+
+
+# --- a track and why it is recommended ----------------------------------------------------------------
+def test_track_page_explains_why(page):
+    open_track(page, "Low Chord")
+    expect(page.locator("#track-tags li")).to_have_count(10)
     page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0")
-    assert page.text_content("#track-title") == "Ann – Low Chord"
-    assert page.locator("#track-tags li").count() == 10
+    first = rows(page, "#similar-list").first
+    expect(first.locator(".passage").first).to_have_text(
+        re.compile(r"The \d:\d\d passage of “Low Chord” sounds like \d:\d\d here\.Play from \d:\d\d"))
     shot(page, "track")
-    first = page.locator("#similar-list li.track >> nth=0 >> a")
-    title = first.text_content()
-    first.click()
-    page.wait_for_function(f"document.getElementById('track-title').textContent === {title!r}")
-    page.click("#similar-list li.track >> nth=0 >> .passage >> nth=0")  # jump to the matching passage
-    wait_playing(page, 0.05)
+    page.evaluate("document.querySelector('#view-track .section-head').scrollIntoView()")
+    shot(page, "track-similar")
+    start = float(first.locator(".passage-play").first.text_content().split()[-1].replace(":", "."))
+    seconds = int(start) * 60 + round((start % 1) * 100)
+    recommended = first.locator(".title").text_content()
+    first.locator(".passage-play").first.click()
+    wait_playing(page, seconds + 0.1)
+    expect(page.locator("#now-title")).to_have_text(recommended)
+    first.locator("a.title").click()
+    expect(page.locator("#track-title")).to_have_text(recommended)
 
 
-def test_radio_plays_two_tracks(page):
-    page.click("#search-results li.track >> nth=0 >> a")
-    page.wait_for_selector("#similar-list li.track")
-    page.click("#track-radio")
-    page.wait_for_selector("#view-radio:not([hidden])")
+# --- the queue and the keyboard --------------------------------------------------------------------
+def queue_titles(page):
+    return rows(page, "#queue-list").locator(".title").all_text_contents()
+
+
+def test_queue_add_play_next_reorder_remove(page):
+    page.click("#queue-toggle")
+    expect(page.locator("#queue-list .empty")).to_contain_text("The queue is empty.")
+    results = rows(page, "#search-results")
+    names = titles(page, "#search-results")
+    for i in (0, 1, 2):
+        results.nth(i).locator("button.enqueue").click()
+    expect(rows(page, "#queue-list")).to_have_count(3)
+    results.nth(3).locator("button.play-next").click()  # nothing plays: it goes first
+    assert queue_titles(page) == [names[3], names[0], names[1], names[2]]
+    rows(page, "#queue-list").nth(0).locator(".move-down").click()
+    assert queue_titles(page) == [names[0], names[3], names[1], names[2]]
+    rows(page, "#queue-list").nth(3).drag_to(rows(page, "#queue-list").nth(0))
+    assert queue_titles(page) == [names[2], names[0], names[3], names[1]]
+    rows(page, "#queue-list").nth(1).locator(".remove").click()
+    assert queue_titles(page) == [names[2], names[3], names[1]]
+    page.click("#play-pause")
     wait_playing(page)
+    expect(page.locator("#now-title")).to_have_text(names[2])
+    results.nth(4).locator("button.play-next").click()
+    assert queue_titles(page)[1] == names[4]
+    expect(page.locator("#queue-count")).to_have_text("3")
+    page.click("#next")
+    expect(page.locator("#now-title")).to_have_text(names[4])
+    expect(rows(page, "#queue-list").nth(1)).to_have_class(re.compile("playing"))
+    shot(page, "queue")
+
+
+def test_keyboard_shortcuts(page):
+    page.locator("#search-results li.track").first.locator("button.enqueue").click()
+    page.locator("#search-results li.track").nth(1).locator("button.enqueue").click()
+    page.locator("body").click(position={"x": 600, "y": 20})  # focus on nothing in particular
+    page.keyboard.press(" ")
+    wait_playing(page)
+    first = page.text_content("#now-title")
+    page.keyboard.press(" ")
+    page.wait_for_function("player.paused")
+    page.keyboard.press("j")
+    expect(page.locator("#now-title")).not_to_have_text(first)
+    page.keyboard.press("/")
+    expect(page.locator("#search-input")).to_be_focused()
+    page.keyboard.type("k j")  # typed into the search, not shortcuts
+    expect(page.locator("#search-input")).to_have_value("k j")
+    expect(page.locator("#now-title")).not_to_have_text(first)
+    page.locator("#search-input").blur()
+    page.keyboard.press("k")
+    expect(page.locator("#now-title")).to_have_text(first)
+    page.keyboard.press("?")
+    expect(page.locator("#shortcuts")).to_be_visible()
+    expect(page.locator("#shortcuts")).to_contain_text("Play or pause")
+    page.keyboard.press("Escape")
+    expect(page.locator("#shortcuts")).to_be_hidden()
+
+
+# --- radio, and a track that cannot play -------------------------------------------------------------
+def test_radio_plays_and_fills_the_queue(page):
+    open_track(page, "Low Chord")
+    page.click("#track-radio")
+    expect(page.locator("#view-radio")).to_be_visible()
+    wait_playing(page)
+    expect(rows(page, "#radio-history")).to_have_count(1)  # the next one is already queued
     page.fill("#drunk", "0.2")
     page.click("#radio-skip")
-    page.wait_for_function("document.querySelectorAll('#radio-history li.track').length === 1")
-    page.click("#radio-skip")
-    page.wait_for_function("document.querySelectorAll('#radio-history li.track').length === 2")
+    expect(rows(page, "#radio-history")).to_have_count(2)
     wait_playing(page)
-    shot(page, "radio")
-    ids = page.eval_on_selector_all("#radio-history li.track", "items => items.map(i => i.dataset.id)")
+    ids = rows(page, "#radio-history").evaluate_all("items => items.map(i => i.dataset.id)")
     assert len(set(ids)) == 2
+    page.click("#queue-toggle")
+    expect(rows(page, "#queue-list")).to_have_count(3)
+    shot(page, "radio")
+    page.click("#radio-stop")
+    expect(page.locator("#radio-status")).to_contain_text("The radio is off")
 
 
+def test_a_track_that_cannot_play_is_explained_and_the_radio_moves_on(page):
+    open_track(page, "Lost Tape")
+    lost = page.url.rsplit("/", 1)[1]
+    page.click("#track-radio")
+    expect(page.locator("#player-error")).to_have_text(
+        f"“Lost Tape” cannot be played: track {lost}'s file is no longer on disk. Moved on to the next track.")
+    wait_playing(page)
+    expect(page.locator("#now-title")).not_to_have_text("Lost Tape")
+    shot(page, "player-error")
+
+
+# --- path and upload ----------------------------------------------------------------------------
 def test_path_is_built_played_and_exported(page):
+    page.click("#nav a[data-view=path]")
+    expect(page.locator("#path-songs .empty")).to_contain_text("A path needs at least two songs")
+    expect(page.locator("#path-build")).to_be_disabled()
     for words in ("Low Chord", "High Tone"):
-        page.click("#nav-search")
-        page.fill("#search-input", words)
-        page.click("#search-form button")
-        page.wait_for_function(f"document.querySelector('#search-results li.track a')?.textContent.includes({words!r})")
-        page.click("#search-results li.track >> nth=0 >> a")
-        page.wait_for_function(f"document.getElementById('track-title').textContent.includes({words!r})")
+        open_track(page, words)
         page.click("#track-add-path")
+    expect(rows(page, "#path-songs")).to_have_count(2)
     page.fill("#path-length", "4")
     page.click("#path-build")
-    page.wait_for_function("document.querySelectorAll('#path-list li.track').length === 4")
-    titles = page.eval_on_selector_all("#path-list li.track a", "items => items.map(i => i.textContent)")
-    assert titles[0] == "Ann – Low Chord" and titles[-1] == "Ann – High Tone"
+    expect(rows(page, "#path-list")).to_have_count(4)
+    names = titles(page, "#path-list")
+    assert names[0] == "Low Chord" and names[-1] == "High Tone"
     with page.expect_download() as download:
         page.click("#path-export")
     assert download.value.suggested_filename == "soundalike-path.m3u8"
     assert Path(download.value.path()).read_text().startswith("#EXTM3U")
     page.click("#path-play")
     wait_playing(page)
+    expect(page.locator("#now-title")).to_have_text("Low Chord")
+    page.click("#queue-toggle")
+    assert queue_titles(page) == names
+    page.click("#queue-close")
     shot(page, "path")
 
 
 def test_upload_a_song(page, tmp_path):
     song = synth.write(tmp_path / "mine.flac", synth.chord(6.0, 22_050, seed=4), 22_050)
-    page.click("#nav-upload")
+    page.click("#nav a[data-view=upload]")
     page.set_input_files("#upload-file", str(song))
-    page.click("#upload-go")
-    page.wait_for_selector("#upload-results li.track")
-    assert page.text_content("#upload-status") == "Songs like mine.flac:"
+    expect(page.locator("#upload-status")).to_have_text("Songs like mine.flac:")
+    expect(rows(page, "#upload-results").first.locator(".passage").first).to_contain_text("passage of your song sounds like")
     shot(page, "upload")
 
 
-def test_map_hover_and_click_to_play(page):
-    page.click("#nav-map")
-    page.wait_for_function("document.querySelectorAll('#map-legend li').length > 0")
-    point = page.evaluate("""() => {
-        const c = document.getElementById('map-canvas'), ctx = c.getContext('2d');
-        const data = ctx.getImageData(0, 0, c.width, c.height).data;
-        for (let i = 0; i < data.length; i += 4) if (data[i + 3] && (data[i] + data[i+1] + data[i+2]) < 600) {
-            const p = i / 4, r = c.getBoundingClientRect();
-            return [r.left + (p % c.width) * r.width / c.width, r.top + Math.floor(p / c.width) * r.height / c.height];
+# --- map ---------------------------------------------------------------------------------------
+def coloured_point(page):
+    """Viewport coordinates of a pixel of a coloured (not grey) point of the map."""
+    return page.evaluate("""() => {
+        const c = document.getElementById('map-canvas'), data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < data.length; i += 4) {
+            const [r, g, b, a] = data.slice(i, i + 4);
+            if (a > 200 && Math.max(r, g, b) - Math.min(r, g, b) > 40) {
+                const p = i / 4, rect = c.getBoundingClientRect();
+                return [rect.left + (p % c.width) * rect.width / c.width, rect.top + Math.floor(p / c.width) * rect.height / c.height];
+            }
         }
     }""")
-    page.mouse.move(point[0] + 1, point[1] + 1)
-    page.wait_for_selector("#map-tip:not([hidden])")
+
+
+def test_map_legend_zoom_hover_and_click(page):
+    page.click("#nav a[data-view=map]")
+    legend = page.locator("#map-legend .legend-item")
+    expect(legend.first).to_be_visible()
+    expect(page.locator("#map-loading")).to_be_hidden()
+    expect(page.locator("#map-method")).to_have_text(re.compile(rf"projection of {TRACKS} tracks · zoom 1\.0×"))
+    counts = [int(n) for n in legend.locator(".muted").all_text_contents()]
+    assert sum(counts) == TRACKS and counts == sorted(counts, reverse=True)
+    canvas = page.locator("#map-canvas")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function("+document.getElementById('map-canvas').dataset.zoom > 1.5")
+    page.click("#map-reset")
+    expect(canvas).to_have_attribute("data-zoom", "1.00")
+    x, y = coloured_point(page)
+    page.mouse.move(x + 1, y + 1)
+    expect(page.locator("#map-tip")).to_be_visible()
     shot(page, "map")
-    page.mouse.click(point[0] + 1, point[1] + 1)
+    page.mouse.click(x + 1, y + 1)
     wait_playing(page)
+    legend.first.click()
+    expect(legend.first).to_have_attribute("aria-pressed", "true")
+    # the server says how the map was made (the /api/map field "method")
+    expect(page.locator("#map-method")).to_have_text(re.compile(r"^(UMAP|PCA) projection"))
+
+
+# --- errors and empty states ----------------------------------------------------------------------
+def test_errors_are_sentences(page):
+    page.goto(page.url.split("#")[0] + "#/track/987654")
+    expect(page.locator("#banner")).to_have_text("No track 987654 in the library.")
+    page.context.route("**/api/artists*", lambda route: route.abort())
+    page.click("#nav a[data-view=artists]")
+    expect(page.locator("#artist-grid li.error")).to_have_text(
+        "The server did not answer; is soundalike serve still running?")
+
+
+def test_an_empty_library_says_what_to_do(page):
+    page.context.route("**/api/tracks?*", lambda route: route.fulfill(json=[]))
+    page.click("#nav a[data-view=artists]")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.click("#nav a[data-view=library]")
+    expect(page.locator("#search-results .empty")).to_have_text(
+        "The library is empty.Index some music first: soundalike index ~/Music, then reload this page.")
+
+
+# --- phone and dark theme ------------------------------------------------------------------------
+def no_sideways_scroll(page):
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_phone_layout(browser, server, signed_in):
+    page = open_page(browser, server, signed_in, width=390, height=844)
+    expect(rows(page, "#search-results")).to_have_count(TRACKS)
+    expect(page.locator("#nav")).to_be_hidden()
+    expect(page.locator("#play-pause")).to_be_visible()
+    no_sideways_scroll(page)
+    rows(page, "#search-results").first.locator("button.play").click()
+    wait_playing(page)
+    shot(page, "phone-library")
+    page.click("#menu-button")
+    expect(page.locator("#nav")).to_be_visible()
+    page.click("#nav a[data-view=albums]")
+    expect(page.locator("#nav")).to_be_hidden()
+    expect(page.locator("#album-grid .card")).to_have_count(ALBUM_CARDS)
+    no_sideways_scroll(page)
+    rows_link = "#search-results li.track >> nth=0 >> a.title"
+    page.click("#menu-button")
+    page.click("#nav a[data-view=library]")
+    page.click(rows_link)
+    expect(rows(page, "#similar-list").first).to_be_visible()
+    no_sideways_scroll(page)
+    shot(page, "phone-track")
+    page.click("#menu-button")
+    page.click("#nav a[data-view=map]")
+    expect(page.locator("#map-legend .legend-item").first).to_be_visible()
+    no_sideways_scroll(page)
+    assert not page.errors
+    page.context.close()
+
+
+def test_dark_theme_is_remembered(browser, server, signed_in):
+    page = open_page(browser, server, signed_in, scheme="light", path="/#/albums")
+    background = "getComputedStyle(document.documentElement).backgroundColor"
+    light = page.evaluate(background)
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    dark = page.evaluate(background)
+    assert dark != light and sum(map(int, re.findall(r"\d+", dark)[:3])) < 100
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    assert page.evaluate(background) == dark
+    expect(page.locator("#album-grid .card")).to_have_count(ALBUM_CARDS)
+    shot(page, "albums-dark")
+    page.goto(server + "/#/track/1")
+    expect(rows(page, "#similar-list").first).to_be_visible()
+    page.wait_for_function("document.getElementById('spectrogram').naturalWidth > 0")
+    shot(page, "track-dark")
+    page.context.close()

@@ -1,0 +1,169 @@
+// Playing by sound: a radio from a track, a path between songs, songs like one of yours.
+
+import { api, post, sentence } from "./api.js";
+import { autofilling, playAll, stopAutofill } from "./player.js";
+import { toast, trackRow, why } from "./rows.js";
+import { $, chips, el, emptyItem, plural, showError, trackTitle } from "./ui.js";
+
+// --- radio ----------------------------------------------------------------------------------------
+let radio = null; // {seed, history: ids played or queued, autofill}
+
+export function startRadio(seed) {
+  const history = [seed.id];
+  const autofill = async () => {
+    const track = await post("/api/radio/next", { seeds: [seed.id], history, keep_on: +$("keep-on").value,
+                                                  drunk: +$("drunk").value });
+    if (radio?.autofill !== autofill) return null;
+    if (!track) { radioStatus(`The radio from “${trackTitle(seed)}” has played every track of the library.`); return null; }
+    history.push(track.id);
+    $("radio-history").append(trackRow(track));
+    return track;
+  };
+  radio = { seed, autofill };
+  $("radio-history").replaceChildren();
+  radioStatus(`Radio from “${trackTitle(seed)}”: each next track sounds like the last ones.`);
+  setRadioButtons(true);
+  playAll([seed], autofill);
+  location.hash = "#/radio";
+}
+
+/** The radio view: says so when something else took over the queue since the radio started. */
+export function showRadio() {
+  if (radio && autofilling() !== radio.autofill) stopRadio();
+}
+
+function stopRadio() {
+  if (!radio) return;
+  stopAutofill(radio.autofill);
+  radio = null;
+  radioStatus("The radio is off. The tracks it queued stay in the queue.");
+  setRadioButtons(false);
+}
+
+function radioStatus(text) {
+  $("radio-status").textContent = text;
+}
+
+function setRadioButtons(on) {
+  $("radio-skip").disabled = $("radio-stop").disabled = !on;
+}
+
+// --- path -----------------------------------------------------------------------------------------
+const path = { songs: [], tracks: [] };
+
+export function addToPath(track) {
+  path.songs.push(track);
+  toast(`Added “${trackTitle(track)}” to the path (${plural(path.songs.length, "song")}).`);
+  location.hash = "#/path";
+}
+
+export function showPath() {
+  const list = $("path-songs");
+  list.replaceChildren(...path.songs.map((t, i) => trackRow(t, { number: i + 1 })));
+  if (path.songs.length < 2) {
+    list.append(emptyItem(path.songs.length ? "One more song, please." : "No songs yet.",
+      "A path needs at least two songs: open a track and press “Add to path” for the start, the end, and any song to pass by."));
+  }
+  $("path-build").disabled = path.songs.length < 2;
+}
+
+async function buildPath() {
+  const list = $("path-list");
+  try {
+    path.tracks = await post("/api/path", { songs: path.songs.map((t) => t.id), length: +$("path-length").value,
+                                             drunk: +$("path-drunk").value });
+    list.replaceChildren(...path.tracks.map((t, i) => trackRow(t, { number: i + 1 })));
+    $("path-play").disabled = $("path-export").disabled = !path.tracks.length;
+  } catch (error) { showError(list, error); }
+}
+
+async function exportPath() {
+  try {
+    const text = await post("/api/playlist.m3u8", { ids: path.tracks.map((t) => t.id) });
+    const a = el("a", { href: URL.createObjectURL(new Blob([text], { type: "audio/x-mpegurl" })),
+                        download: "soundalike-path.m3u8" });
+    a.click();
+    URL.revokeObjectURL(a.href);
+  } catch (error) { showError($("path-list"), error); }
+}
+
+function clearPath() {
+  path.songs = [];
+  path.tracks = [];
+  $("path-list").replaceChildren();
+  $("path-play").disabled = $("path-export").disabled = true;
+  showPath();
+}
+
+// --- your own song --------------------------------------------------------------------------------
+const RECORD_MS = 10_000;
+
+function uploadStatus(text, error = false) {
+  $("upload-status").textContent = text;
+  $("upload-status").classList.toggle("error", error);
+}
+
+async function uploadBlob(blob, name) {
+  uploadStatus(`Listening to ${name}…`);
+  $("upload-tags").replaceChildren();
+  $("upload-results").replaceChildren();
+  const form = new FormData();
+  form.append("file", blob, name);
+  try {
+    const result = await api("/api/upload?k=10", { method: "POST", body: form });
+    uploadStatus(`Songs like ${result.name}:`);
+    chips($("upload-tags"), result.tags, { percent: true });
+    $("upload-results").replaceChildren(...result.similar.map((rec) => trackRow(rec, { why: why("your song", rec) })));
+    if (!result.similar.length) $("upload-results").append(emptyItem("The library has no track to compare it with yet."));
+  } catch (error) { uploadStatus(error.message, true); }
+}
+
+async function record() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    uploadStatus(`The microphone cannot be used: ${sentence(error.message || error.name)}`, true);
+    return;
+  }
+  const recorder = new MediaRecorder(stream), chunks = [];
+  recorder.ondataavailable = (e) => chunks.push(e.data);
+  recorder.onstop = () => {
+    stream.getTracks().forEach((t) => t.stop());
+    uploadBlob(new Blob(chunks, { type: recorder.mimeType }), "your recording");
+  };
+  uploadStatus("Recording 10 seconds…");
+  recorder.start();
+  setTimeout(() => recorder.stop(), RECORD_MS);
+}
+
+function initDrop(zone) {
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("drop-target"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drop-target"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("drop-target");
+    const file = e.dataTransfer.files[0];
+    if (file) uploadBlob(file, file.name);
+  });
+}
+
+// --- wiring ---------------------------------------------------------------------------------------
+function showValue(input, output) {
+  input.addEventListener("input", () => { output.textContent = input.value; });
+}
+
+export function initMixes() {
+  showValue($("keep-on"), $("keep-on-value"));
+  showValue($("drunk"), $("drunk-value"));
+  showValue($("path-drunk"), $("path-drunk-value"));
+  $("radio-skip").onclick = () => $("next").click();
+  $("radio-stop").onclick = stopRadio;
+  $("path-build").onclick = buildPath;
+  $("path-play").onclick = () => { stopRadio(); playAll(path.tracks); };
+  $("path-export").onclick = exportPath;
+  $("path-clear").onclick = clearPath;
+  $("upload-file").onchange = () => { const file = $("upload-file").files[0]; if (file) uploadBlob(file, file.name); };
+  $("record").onclick = record;
+  initDrop($("upload-drop"));
+}
