@@ -10,6 +10,7 @@ from soundalike import ParameterError
 from soundalike.cli import main
 from soundalike.evaluation import Variant, collect, evaluate, item_vectors, Features
 from soundalike.evaluation.metrics import bootstrap_intervals, probe_accuracy, retrieval, tag_auc
+from soundalike.library.indexer import DEFAULT_EXCERPT
 
 # items on the unit circle: a1 a2 b1 b2 x at 0, 10, 80, 90 and 47 degrees
 ANGLES = np.deg2rad([0, 10, 80, 90, 47])
@@ -134,13 +135,14 @@ def test_evaluate_end_to_end(dataset):
 def test_evaluate_command_writes_markdown_and_json(dataset, tmp_path, capsys):
     md, js = tmp_path / "r.md", tmp_path / "r.json"
     args = [str(dataset), "--labels", "folder", "--models", "msd-musicnn,random-musicnn", "--k", "1,2"]
-    assert main(["evaluate", *args, "--out", str(md)]) == 0
+    assert main(["evaluate", *args, "--excerpt", "0", "--out", str(md)]) == 0
     text = md.read_text()
     assert "| embedder | variant | P@1 | P@2 | mAP | 1-NN acc | probe acc |" in text
     assert "| random-musicnn | mean, full track |" in text
-    assert main(["evaluate", *args, "--out", str(js)]) == 0
+    assert main(["evaluate", *args, "--out", str(js)]) == 0  # by default, the library's excerpt
     doc = json.loads(js.read_text())
     assert doc["items"] == 6 and {r["embedder"] for r in doc["results"]} == {"msd-musicnn", "random-musicnn"}
+    assert [r["excerpt"] for r in doc["results"]] == [DEFAULT_EXCERPT] * 2
     low, high = doc["results"][0]["intervals_95"]["mAP"]
     assert low <= doc["results"][0]["map"] <= high and doc["results"][0]["centred"] is True
     assert doc["results"][0]["per_label"]["chords"]["queries"] == 3

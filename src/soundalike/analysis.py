@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from . import audio
 from .errors import ParameterError
-from .models import DEFAULT_MODEL, AudioModel, WindowSpec, load_model
+from .models import DEFAULT_MODEL, load_model
+
+if TYPE_CHECKING:  # PyTorch is imported when a network runs, not with this module
+    from .models import AudioModel, WindowSpec
 
 DEFAULT_BATCH = 2  # windows per network call: small batches keep feature maps in cache (bench/)
 
@@ -91,6 +94,8 @@ def _resolve(model: AudioModel | str) -> AudioModel:
 
 def _infer(model: AudioModel, windows: Iterable[np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Run windows through the network in batches: (taggram (P, n_tags), embeddings (P, d))."""
+    import torch
+
     if batch_size < 1:
         raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
     taggram, embeddings, batch = [], [], []

@@ -6,18 +6,29 @@ some valid Ogg Vorbis files defeat FFmpeg's Ogg demuxer. Channels are downmixed 
 their mean, and resampling uses the SoX resampler (python-soxr) at its "HQ" quality:
 the same resampler and setting librosa >= 0.10 uses by default, i.e. what the original
 MusiCNN pipeline (``librosa.load(sr=16000)``) applied.
+
+The decoders say nothing on the terminal: FFmpeg's log is off, and what libsndfile's
+decoders (libmpg123: "Note: Illegal Audio-MPEG-Header...") write to the process's
+standard error is captured and logged at INFO (shown with ``soundalike -v``). PyAV,
+libsndfile and soxr are imported when a file is first decoded, so that commands which
+only read the library start quickly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import importlib
 import logging
 import math
 import os
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import mutagen
 import mutagen.aiff
 import mutagen.flac
@@ -25,8 +36,6 @@ import mutagen.mp3
 import mutagen.mp4
 import mutagen.wave
 import numpy as np
-import soundfile
-import soxr
 
 from .errors import MediaError, ParameterError
 
@@ -60,6 +69,69 @@ class TrackMetadata:
     duration: float | None = None
 
 
+@functools.cache
+def _pyav():
+    """PyAV, imported on first use, with FFmpeg's own log lines off."""
+    import av
+
+    av.logging.set_level(None)
+    return av
+
+
+def __getattr__(name: str):
+    """``audio.av``, ``audio.soundfile``, ``audio.soxr``: the decoders, imported on first use."""
+    if name == "av":
+        return _pyav()
+    if name in ("soundfile", "soxr"):
+        return importlib.import_module(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CapturedStderr:
+    """File descriptor 2 sent to a temporary file while any thread is inside
+    :meth:`capture` (counted: the first to enter redirects it, the last to leave
+    restores it and logs what was written at INFO). C libraries write there directly,
+    past Python's ``sys.stderr``; whatever another thread writes meanwhile is logged too."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: int | None = None
+        self._sink = None
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                try:
+                    sys.stderr.flush()
+                    sink = tempfile.TemporaryFile()
+                    saved = os.dup(2)
+                except (OSError, ValueError, AttributeError):  # no standard error to redirect
+                    saved = sink = None
+                if saved is not None:
+                    os.dup2(sink.fileno(), 2)
+                self._saved, self._sink = saved, sink
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._saved is not None:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    self._sink.seek(0)
+                    said = self._sink.read().decode(errors="replace").strip()
+                    self._sink.close()
+                    self._saved = self._sink = None
+                    if said:
+                        log.info("libsndfile: %s", said.replace("\n", "; "))
+
+
+_c_stderr = _CapturedStderr()
+
+
 def _describe(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return text.strip().rstrip(".")
@@ -67,6 +139,7 @@ def _describe(exc: BaseException) -> str:
 
 def _open(path: Path) -> "_Source":
     """Open a file for decoding with FFmpeg, or libsndfile where FFmpeg gives up."""
+    av = _pyav()
     try:
         if path.is_dir():
             raise MediaError(path, "is a directory, not an audio file")
@@ -80,8 +153,11 @@ def _open(path: Path) -> "_Source":
     except PermissionError:
         raise MediaError(path, "permission denied") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        import soundfile
+
         try:
-            return _SndfileSource(path, soundfile.SoundFile(path))
+            with _c_stderr.capture():
+                return _SndfileSource(path, soundfile.SoundFile(path))
         except (soundfile.LibsndfileError, RuntimeError, TypeError):
             raise MediaError(path, f"not a readable audio file ({_describe(exc)})") from None
     if not container.streams.audio:
@@ -90,7 +166,7 @@ def _open(path: Path) -> "_Source":
     return _FFmpegSource(path, container, container.streams.audio[0])
 
 
-def _to_mono(frame: av.AudioFrame) -> np.ndarray:
+def _to_mono(frame) -> np.ndarray:
     """One decoded frame as mono float32 in [-1, 1], the mean of its channels.
 
     Reads the frame's planes in place (no intermediate stacked array): decoding
@@ -133,6 +209,7 @@ class _FFmpegSource(_Source):
         self.container.close()
 
     def blocks(self, start, duration, seek):
+        av = _pyav()
         path, container, audio = self.path, self.container, self.audio
         # times count from the stream's first sample (after any encoder priming), as a
         # whole-file decode does
@@ -178,19 +255,25 @@ class _FFmpegSource(_Source):
 
 
 class _SndfileSource(_Source):
-    def __init__(self, path: Path, handle: soundfile.SoundFile):
+    """A file opened with libsndfile: every call into it runs with its standard error captured."""
+
+    def __init__(self, path: Path, handle):
         self.path, self.handle = path, handle
 
     def close(self) -> None:
         self.handle.close()
 
     def blocks(self, start, duration, seek):
+        import soundfile
+
         f, rate = self.handle, self.handle.samplerate
         try:
-            f.seek(min(round(start * rate), f.frames))
+            with _c_stderr.capture():
+                f.seek(min(round(start * rate), f.frames))
             left = math.inf if duration is None else round(duration * rate)
             while left > 0:
-                data = f.read(int(min(left, BLOCK_SECONDS * rate)), dtype="float32", always_2d=True)
+                with _c_stderr.capture():
+                    data = f.read(int(min(left, BLOCK_SECONDS * rate)), dtype="float32", always_2d=True)
                 if not len(data):
                     return
                 left -= len(data)
@@ -225,6 +308,8 @@ def _resampled(native: Iterator[tuple[int, np.ndarray]], sr: int) -> Iterator[np
             if rate is not None:
                 yield flush(last=True)
             rate = block_rate
+            import soxr
+
             resampler = soxr.ResampleStream(rate, sr, 1, dtype="float32", quality=RESAMPLER_QUALITY)
         pending.append(block)
         pending_len += len(block)
@@ -409,7 +494,7 @@ def read_metadata(path: str | os.PathLike) -> TrackMetadata:
             if isinstance(source, _SndfileSource):
                 duration = source.handle.frames / source.handle.samplerate
             elif source.container.duration is not None:
-                duration = source.container.duration / av.time_base
+                duration = source.container.duration / _pyav().time_base
         finally:
             source.close()
     return TrackMetadata(

@@ -1,4 +1,9 @@
-"""The ``soundalike`` command: a thin layer over the library, no logic of its own."""
+"""The ``soundalike`` command: a thin layer over the library, no logic of its own.
+
+Heavy libraries (PyTorch, scikit-learn, matplotlib, the decoders) are imported only by
+the commands that use them, so that ``--help``, ``stats``, ``search``, ``tags`` and
+``similar`` on a library track answer at once (tests/test_startup.py, bench/bench_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, audio, playlists, recommend
-from .playlist_files import Entry, write_m3u, write_xspf
 from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import ParameterError, SoundalikeError
 from .library import Library, indexer
-from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, FORMER_LIBRARY_DEFAULTS, REGISTRY, load_model
-from .models.trained import is_model_path
+from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, FORMER_LIBRARY_DEFAULTS, REGISTRY, is_model_path, load_model
+from .playlist_files import Entry, write_m3u, write_xspf
+from .train.config import INITS, MODELS, TrainConfig
+from .units import human_size
+
+
+class EmptyLibraryError(SoundalikeError):
+    """A query of a library that holds no tracks yet (exit status 1)."""
+
 
 def _progress(blocks, *, total_seconds: float | None, sr: int, label: str):
     """Wrap a block stream in a progress bar counting seconds of audio (stderr, TTY only)."""
@@ -141,6 +152,10 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     for path, reason in plan.unreadable:
         print(f"soundalike: warning: cannot read {path} ({reason}); the tracks under it are kept",
               file=sys.stderr)
+    found_none = not (plan.todo or plan.unchanged or plan.failed_before or reanalyze)
+    if found_none:
+        print(f"soundalike: found no audio files in {', '.join(args.dirs)} (looked for "
+              f"{', '.join(sorted(indexer.AUDIO_EXTENSIONS))})", file=sys.stderr)
     tracks_before = catalogue.count()
     held = not args.prune and indexer.needs_prune(plan.removed_tracks, tracks_before)
     removed = 0 if held else catalogue.remove(plan.removed)
@@ -149,15 +164,15 @@ def _index(args: argparse.Namespace, library: Library) -> int:
                            excerpt=args.excerpt, reanalyze=reanalyze)
     with tqdm(total=len(plan.todo), unit="track", desc="re-analysing" if reanalyze else "indexing",
               disable=not plan.todo or None, dynamic_ncols=True) as bar:
-        for outcome in outcomes:
+        for outcome in outcomes:  # failures are listed once, after the run
             bar.update(1)
             if outcome.reason is None:
                 indexed += 1
                 seconds += outcome.audio_seconds
-                bar.set_postfix_str(f"{seconds / max(bar.format_dict['elapsed'], 1e-9):.0f}x real time")
             else:
                 failed.append((outcome.path, outcome.reason))
-                bar.write(f"failed: {outcome.path}: {outcome.reason}")
+            bar.set_postfix_str(f"{seconds / max(bar.format_dict['elapsed'], 1e-9):.0f}x real time"
+                                + (f", {len(failed)} failed" if failed else ""))
     if reanalyze:
         failed = _switch(catalogue, model_name, plan) or failed
     if (new_library or reanalyze) and catalogue.model == model_name:
@@ -184,7 +199,7 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     if plan.unreadable:
         print(f"soundalike: {len(plan.unreadable)} folders or files could not be read (see the warnings above); "
               "their tracks were kept", file=sys.stderr)
-    return 1 if failed or held or plan.unreadable else 0
+    return 1 if failed or held or plan.unreadable or found_none else 0
 
 
 def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool) -> None:
@@ -198,9 +213,23 @@ def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool
         print("no tracks match")
 
 
+def _reading(args: argparse.Namespace) -> Library:
+    """The library a query answers from; EmptyLibraryError when it has no tracks yet."""
+    library = Library(args.library, create=False)
+    if not library.catalogue.count():
+        library.close()
+        raise EmptyLibraryError(f"the library at {library.path} has no tracks yet; index some music first: "
+                                "soundalike index ~/Music")
+    return library
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
 def cmd_similar(args: argparse.Namespace) -> int:
-    with Library(args.library, create=False) as library:
-        seed = library.resolve(args.query)
+    with _reading(args) as library:
+        seed = library.resolve(args.query, note=_note)
         found = recommend.similar(library, seed, k=args.k, tag=args.tag, min_prob=args.min_prob,
                                   exclude_artist=args.exclude_artist)
         if not args.json:
@@ -226,16 +255,16 @@ def _emit_playlist(tracks, args: argparse.Namespace) -> None:
 def cmd_radio(args: argparse.Namespace) -> int:
     settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
                                        random_seed=args.random_seed)
-    with Library(args.library, create=False) as library:
-        seeds = [library.resolve(q) for q in args.seeds]
+    with _reading(args) as library:
+        seeds = [library.resolve(q, note=_note) for q in args.seeds]
         tracks = list(playlists.radio(library, seeds, settings, length=args.length))
         _emit_playlist(tracks, args)
     return 0
 
 
 def cmd_path(args: argparse.Namespace) -> int:
-    with Library(args.library, create=False) as library:
-        waypoints = [library.resolve(q) for q in args.songs]
+    with _reading(args) as library:
+        waypoints = [library.resolve(q, note=_note) for q in args.songs]
         tracks = playlists.path(library, waypoints, length=args.length, drunk=args.drunk,
                                 max_per_artist=args.max_per_artist, random_seed=args.random_seed)
         _emit_playlist(tracks, args)
@@ -243,8 +272,8 @@ def cmd_path(args: argparse.Namespace) -> int:
 
 
 def cmd_tags(args: argparse.Namespace) -> int:
-    with Library(args.library, create=False) as library:
-        seed = library.resolve(args.query)
+    with _reading(args) as library:
+        seed = library.resolve(args.query, note=_note)
         tags = library.seed_tags(seed, args.top)
         if args.json:
             print(json.dumps({"path": seed.path, "id": seed.track.id if seed.track else None,
@@ -257,7 +286,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    with Library(args.library, create=False) as library:
+    with _reading(args) as library:
         _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k), args.json)
     return 0
 
@@ -310,14 +339,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from . import train
 
-    fields = [f.name for f in dataclasses.fields(train.TrainConfig) if f.name != "params"]
-    config = train.TrainConfig(params=dict(args.param), **{name: getattr(args, name) for name in fields})
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "params"]
+    config = TrainConfig(params=dict(args.param), **{name: getattr(args, name) for name in fields})
     out = Path(args.out).expanduser().resolve()
 
     def progress(total, desc):
         return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
 
-    run = train.train(config, out, device=args.device, progress=progress)
+    def say(line: str) -> None:
+        tqdm.write(line, file=sys.stderr)
+
+    run = train.train(config, out, device=args.device, progress=progress, say=say)
     train.report(run, out, device="cpu")
     print((out / "report.md").read_text(encoding="utf-8"))
     print(f"index with it: soundalike index DIR --model {out}", file=sys.stderr)
@@ -346,7 +378,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_bind(args.host, args.token)
     _check_port_free(args.host, args.port)
     limits = {"max_analyses": args.max_analyses} if args.max_analyses else {}
-    app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024, **limits)
+    app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024, map_at_start=True,
+                     **limits)
     where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
@@ -383,10 +416,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps({**stats, "failures": [{"path": p, "reason": r} for p, r in failures]}))
         return 0
     for key, value in stats.items():
-        print(f"{key:>14}: {value}")
+        label, shown = STATS_TEXT.get(key, (key, str))
+        print(f"{label:>15}: {shown(value)}")
     for path, reason in failures:
         print(f"  failed: {path}: {reason}")
     return 0
+
+
+# how `stats` writes the figures of Library.stats: key -> (label, value as text); others as they are
+STATS_TEXT = {
+    "model": ("model", lambda name: name or "none yet (no tracks)"),
+    "reanalysis": ("re-analysis",
+                   lambda r: "none under way" if r is None else f"with {r['model']}, {r['left']} tracks left"),
+    "index": ("vector index", lambda kind: kind or "no vector index yet"),
+    "hours": ("hours of music", str),
+    "bytes_on_disk": ("size on disk", human_size),
+}
 
 
 def _integer(low: int, high: int | None = None):
@@ -433,6 +478,22 @@ def _model_name(text: str) -> str:
         return str(Path(text).expanduser().resolve())
     raise argparse.ArgumentTypeError(f"{text!r} is neither a model ({', '.join(sorted(REGISTRY))}) "
                                      "nor a trained model's file or run directory")
+
+
+TRAIN_NUMBERS = (  # TrainConfig's numbers as options: (field, type, what it is)
+    ("vector_dim", int, "track2vec: size of the playlist vectors"),
+    ("seed", int, "random seed of the data split, initial weights and crops"),
+    ("epochs", int, "most epochs to train"),
+    ("patience", int, "stop after this many epochs without a better validation figure"),
+    ("batch_size", int, "crops per training step"),
+    ("crops_per_track", int, "random training crops of each track per epoch"),
+    ("eval_crops", int, "crops of each track averaged at validation and test"),
+    ("lr", float, "learning rate (AdamW)"),
+    ("weight_decay", float, "weight decay (AdamW)"),
+    ("max_seconds", float, "decode at most this many seconds of each track, its middle"),
+)
+QUERY_HELP = ("a track of the library (its path, its id, or words of its artist, title, album or file name) "
+              "or any audio file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -483,12 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("similar", parents=[lib], help="tracks that sound like a track or any audio file")
-    p.add_argument("query", help="a path in the library, a track id, words of artist/title, or any audio file")
+    p.add_argument("query", help=QUERY_HELP)
     p.add_argument("-k", type=_integer(1), default=10, help="how many (default 10)")
     p.add_argument("--tag", help="only tracks predicted to have this tag (or with this genre)")
     p.add_argument("--min-prob", type=_fraction, default=0.5, help="tag probability threshold (default 0.5)")
     p.add_argument("--exclude-artist", action="store_true", help="skip the seed's artist")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: a list of {rank, score, id, path, artist, title, album, duration, tags}")
     p.set_defaults(func=cmd_similar)
 
     out = argparse.ArgumentParser(add_help=False)
@@ -501,28 +563,31 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--random-seed", type=_integer(0, 2**63 - 1), default=None, help="reproduce a random playlist")
 
     p = sub.add_parser("radio", parents=[lib, out], help="keep playing songs like these")
-    p.add_argument("seeds", nargs="+", help="seed songs: library tracks (path, id, words) or any audio files")
+    p.add_argument("seeds", nargs="+", help="seed songs: " + QUERY_HELP)
     p.add_argument("--length", type=_integer(1), default=20, help="tracks to play (default 20)")
     p.add_argument("--keep-on", type=_integer(1), default=3, help="steer by the last K tracks (default 3)")
     p.add_argument("--artist-gap", type=_integer(0), default=3, help="no artist twice within G tracks (default 3)")
     p.set_defaults(func=cmd_radio)
 
     p = sub.add_parser("path", parents=[lib, out], help="a journey from one song to another, through others")
-    p.add_argument("songs", nargs="+", help="start, waypoints and end: library tracks")
+    p.add_argument("songs", nargs="+", help="start, waypoints and end, each " + QUERY_HELP)
     p.add_argument("--length", type=_integer(2), default=12, help="tracks in all, waypoints included (default 12)")
     p.add_argument("--max-per-artist", type=_integer(1), default=None, help="cap tracks per artist")
     p.set_defaults(func=cmd_path)
 
-    p = sub.add_parser("tags", parents=[lib], help="a track's predicted tags")
-    p.add_argument("query")
-    p.add_argument("--top", type=_integer(1), default=10)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("tags", parents=[lib], help="a track's predicted tags, most probable first")
+    p.add_argument("query", help=QUERY_HELP)
+    p.add_argument("--top", type=_integer(1), default=10, help="how many tags (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON: {path, id, tags: [{tag, probability}]}")
     p.set_defaults(func=cmd_tags)
 
-    p = sub.add_parser("search", parents=[lib], help="tracks ranked by a predicted tag")
-    p.add_argument("--tag", required=True)
-    p.add_argument("-k", type=_integer(1), default=20)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("search", parents=[lib], help="the library's tracks ranked by the predicted probability of a tag")
+    p.add_argument("--tag", required=True,
+                   help="a tag the library's model predicts (e.g. rock, piano, female vocalists; "
+                        "'soundalike search --tag ?' lists them)")
+    p.add_argument("-k", type=_integer(1), default=20, help="how many tracks (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: a list of {rank, score (the tag's probability), id, path, artist, title, ...}")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", parents=[lib], help="write ids, paths, metadata, vectors and tags")
@@ -540,33 +605,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", default="5,10", help="precision cut-offs (default 5,10)")
     p.add_argument("--aggregate", default="mean", help="patch aggregations: mean, meanstd, tfidf (comma-separated)")
     p.add_argument("--hop", type=float, default=None, help="seconds between patches (default: side by side)")
-    p.add_argument("--excerpt", type=_integer(0), default=0, help="N spread patches per track (default 0: all)")
+    p.add_argument("--excerpt", type=_integer(0), default=indexer.DEFAULT_EXCERPT,
+                   help=f"analyse N evenly spread 3 s patches per track, as 'index' does (default "
+                        f"{indexer.DEFAULT_EXCERPT}, the library's default); 0 = every patch of the whole track")
     p.add_argument("--no-centre", action="store_true",
                    help="do not centre on the dataset's mean as a library does (each network's part is still "
                         "normalised and weighted)")
     p.add_argument("--out", type=_output_file, help="REPORT.md or REPORT.json")
     p.set_defaults(func=cmd_evaluate)
 
-    from .train.trainer import INITS, MODELS, TrainConfig
-
     defaults = TrainConfig(data="", model="spec-cnn")
     p = sub.add_parser("train", parents=[common], help="train a network on your data, then index with it")
     p.add_argument("--data", required=True, metavar="KIND:PATH",
                    help="KIND: folders, csv, gtzan, mtat, fma or playlists; PATH: its folder or file")
-    p.add_argument("--model", required=True, choices=MODELS)
+    p.add_argument("--model", required=True, choices=MODELS, metavar="MODEL",
+                   help="the network to train: " + "; ".join(f"{name}: {what}" for name, what in MODELS.items()))
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (an existing run resumes)")
     p.add_argument("--init", choices=INITS, help="musicnn: fine-tune from shipped weights")
     p.add_argument("--embedder", type=_model_name, help="probe: the frozen embedder (a model name or RUN_DIR)")
     p.add_argument("--backbone", default=defaults.backbone, help="track2vec: the audio network (default %(default)s)")
-    p.add_argument("--vector-dim", type=int, default=defaults.vector_dim, help="track2vec: vector size")
     p.add_argument("--param", type=_hyper_parameter, action="append", default=[], metavar="NAME=VALUE",
                    help="a network hyper-parameter, e.g. channels=64 (repeatable)")
-    for name in ("seed", "epochs", "patience", "batch_size", "crops_per_track", "eval_crops"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
-                       help="default %(default)s")
-    for name in ("lr", "weight_decay", "max_seconds"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
-                       help="default %(default)s")
+    for name, kind, what in TRAIN_NUMBERS:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
+                       help=f"{what} (default {'all' if getattr(defaults, name) is None else getattr(defaults, name)})")
     p.add_argument("--cache", help="folder for the decoded-audio cache (default: $SOUNDALIKE_CACHE or the user cache directory)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (a GPU when present)")
     p.set_defaults(func=cmd_train)
@@ -582,7 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stats", parents=[lib], help="counts, failures, model, size on disk")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: the same figures (sizes in bytes) and the failed files as {path, reason}")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("repair", parents=[lib],
@@ -601,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
+    except EmptyLibraryError as exc:
+        print(f"soundalike: {exc}", file=sys.stderr)
+        return 1
     except SoundalikeError as exc:
         print(f"soundalike: error: {exc}", file=sys.stderr)
         return 2

@@ -25,8 +25,7 @@ from ..analysis import Space, library_centre, model_space
 from ..datasets import LABEL_SEPARATOR
 from ..errors import ParameterError
 from ..library.indexer import find_audio
-from ..models import REGISTRY, load_model
-from ..models.trained import is_model_path
+from ..models import REGISTRY, is_model_path, load_model
 from .metrics import Retrieval, probe_accuracy, retrieval, tag_auc
 
 AGGREGATIONS = ("mean", "meanstd", "tfidf")

@@ -19,6 +19,7 @@ from .vectors import EXACT_LIMIT, VectorIndex, open_index
 
 LIBRARY_ENV = "SOUNDALIKE_LIBRARY"
 SUBSET_EXACT_LIMIT = 20_000  # filtered searches over fewer tracks than this are exact
+OTHER_MATCHES_SHOWN = 5  # when words match several tracks: how many besides the one taken are named
 
 
 def default_library_path() -> Path:
@@ -208,9 +209,10 @@ class Library:
         return self.space.project(matrix[[position[int(i)] for i in ids]])
 
     # --- queries ---------------------------------------------------------------------
-    def resolve(self, query: str) -> Seed:
-        """A library path, a track id, an audio file outside the library, or words
-        matched against artist, title, album and path (the first match, by artist and title)."""
+    def resolve(self, query: str, *, note: Callable[[str], None] | None = None) -> Seed:
+        """A library path, a track id, an audio file outside the library, or words of a
+        track's artist, title, album or file name (see :meth:`match_words`, which tells
+        ``note`` which track it took when several match)."""
         candidate = Path(query).expanduser()
         try:
             is_file, resolved = candidate.is_file(), str(candidate.resolve())
@@ -226,10 +228,28 @@ class Library:
             track = self.catalogue.track(int(query))
             if track:
                 return self.seed(track)
-        matches = self.catalogue.search_text(query, limit=1)
-        if matches:
-            return self.seed(matches[0])
+        track = self.match_words(query, note=note)
+        if track:
+            return self.seed(track)
         raise QueryError(f"{query!r}: no such track id, file, or artist/title in {self.path}")
+
+    def match_words(self, query: str, *, note: Callable[[str], None] | None = None) -> Track | None:
+        """The track that words name (see :meth:`Catalogue.search_text`): the only match,
+        else the only one titled ``query`` (or "artist - title"), else the first by artist
+        and title, saying to ``note`` how many matched, which was taken and up to
+        ``OTHER_MATCHES_SHOWN`` others with their ids. None when none matches."""
+        matches = self.catalogue.search_text(query, limit=OTHER_MATCHES_SHOWN + 1)
+        if len(matches) < 2:
+            return matches[0] if matches else None
+        taken = matches[0]
+        if note and not (_titled(taken, query) and not _titled(matches[1], query)):
+            total = self.catalogue.count_text(query)
+            others = ", ".join(f"{t.label!r} (id {t.id})" for t in matches[1:])
+            if total > len(matches):
+                others += f" and {total - len(matches)} more"
+            note(f"{total} tracks match {query!r}: took {taken.label!r} (id {taken.id}); others: {others}. "
+                 "Give an id to choose one.")
+        return taken
 
     def seed(self, track: Track) -> Seed:
         patches, starts = self.catalogue.patches(track.id)
@@ -298,6 +318,12 @@ class Library:
             "hours": round((self.catalogue.db.execute("SELECT SUM(duration) FROM tracks").fetchone()[0] or 0) / 3600, 2),
             "bytes_on_disk": self.catalogue.size_on_disk(),
         }
+
+
+def _titled(track: Track, query: str) -> bool:
+    """Whether ``query`` is the track's title, or "artist - title" (case-insensitive)."""
+    named = query.strip().casefold()
+    return bool(track.title) and named in (track.title.casefold(), f"{track.artist} - {track.title}".casefold())
 
 
 __all__ = ["Candidates", "Catalogue", "Library", "LibraryError", "ModelDescription", "QueryError", "Seed", "Track",

@@ -1,21 +1,25 @@
-"""The model registry: a name maps to a builder, its labels and its shipped weights."""
+"""The model registry: a name maps to a builder, its labels and its shipped weights.
+
+Importing this package does not import PyTorch: the networks are imported when a model
+is loaded, so that commands which only read a library start quickly. ``AudioModel``,
+``MusiCNN`` and the other classes are still importable from here (imported on first use).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from pathlib import Path
-
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
-from .base import AudioModel, Outputs, WindowSpec
-from .descriptors import DescriptorModel
-from .fused import FusedModel
-from . import trained
-from .musicnn import MSD_LABELS, MTT_LABELS, MusiCNN, MusiCNNConfig
+
+if TYPE_CHECKING:
+    from .base import AudioModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+MODEL_FILE = "model.safetensors"  # a trained model's file in its run directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +34,8 @@ class ModelSpec:
 def _shipped(build: Callable[[], AudioModel], weights: str) -> Callable[[], AudioModel]:
     """``build`` with the weights of ``WEIGHTS_DIR / weights`` loaded."""
     def load() -> AudioModel:
+        from safetensors.torch import load_file
+
         model = build()
         path = WEIGHTS_DIR / weights
         try:
@@ -51,6 +57,27 @@ def _seeded(build: Callable[[], AudioModel]) -> Callable[[], AudioModel]:
     return load
 
 
+def _musicnn(labels: str) -> Callable[[], AudioModel]:
+    """A builder of MusiCNN with the tags of ``labels`` ("MSD_LABELS" or "MTT_LABELS")."""
+    def build() -> AudioModel:
+        from . import musicnn
+
+        return musicnn.MusiCNN(musicnn.MusiCNNConfig(), getattr(musicnn, labels))
+    return build
+
+
+def _descriptors() -> AudioModel:
+    from .descriptors import DescriptorModel
+
+    return DescriptorModel()
+
+
+def _library_default() -> AudioModel:
+    from .fused import FusedModel
+
+    return FusedModel([load_model(n) for n, _ in LIBRARY_MEMBERS], [w for _, w in LIBRARY_MEMBERS])
+
+
 # The library default: MSD's and MTT's penultimate layers together, MSD counting 0.6
 # and MTT 0.4. Chosen on both labelled corpora at once (docs/benchmarks.md, "Similarity
 # quality"): MSD alone finds genre (gtzan-dev), MTT alone production and timbre
@@ -60,17 +87,16 @@ LIBRARY_MEMBERS = (("msd-musicnn", 0.6), ("mtt-musicnn", 0.4))
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("msd-musicnn", _shipped(lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS), "msd-musicnn.safetensors"),
+        ModelSpec("msd-musicnn", _shipped(_musicnn("MSD_LABELS"), "msd-musicnn.safetensors"),
                   "MusiCNN trained on the Million Song Dataset's top 50 Last.fm tags (analyze's default)"),
-        ModelSpec("mtt-musicnn", _shipped(lambda: MusiCNN(MusiCNNConfig(), MTT_LABELS), "mtt-musicnn.safetensors"),
+        ModelSpec("mtt-musicnn", _shipped(_musicnn("MTT_LABELS"), "mtt-musicnn.safetensors"),
                   "MusiCNN trained on MagnaTagATune's top 50 tags"),
-        ModelSpec("msd-mtt-musicnn",
-                  lambda: FusedModel([load_model(n) for n, _ in LIBRARY_MEMBERS], [w for _, w in LIBRARY_MEMBERS]),
+        ModelSpec("msd-mtt-musicnn", _library_default,
                   "MSD- and MTT-MusiCNN together: both embeddings (weighted 0.6 / 0.4) and both tag sets "
                   "(the library's default)"),
-        ModelSpec("random-musicnn", _seeded(lambda: MusiCNN(MusiCNNConfig(), MSD_LABELS)),
+        ModelSpec("random-musicnn", _seeded(_musicnn("MSD_LABELS")),
                   "MusiCNN with random weights (seeded), a baseline"),
-        ModelSpec("descriptors", _shipped(DescriptorModel, "descriptors.safetensors"),
+        ModelSpec("descriptors", _shipped(_descriptors, "descriptors.safetensors"),
                   "handcrafted features (chroma, spectral shape, MFCC, tempo), standardized; no network"),
     )
 }
@@ -80,6 +106,12 @@ DEFAULT_LIBRARY_MODEL = "msd-mtt-musicnn"
 # told that the default changed and how to re-analyse it.
 FORMER_LIBRARY_DEFAULTS = ("mtt-musicnn",)
 RANDOM_SEED = 0
+
+
+def is_model_path(name: str) -> bool:
+    """Whether ``name`` is a trained model's file, or a run directory holding one."""
+    path = Path(name)
+    return path.is_file() or (path / MODEL_FILE).is_file()
 
 
 def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
@@ -93,7 +125,9 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
     """
     spec = REGISTRY.get(name)
     if spec is None:
-        if trained.is_model_path(name):
+        if is_model_path(name):
+            from . import trained
+
             return trained.load(name)
         raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}, "
                          "or a trained model's file or run directory")
@@ -102,6 +136,18 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
     return model.eval()
 
 
+# classes that need PyTorch: imported on first use (see the module docstring)
+_LAZY = {"AudioModel": "base", "Outputs": "base", "WindowSpec": "base", "FusedModel": "fused",
+         "MusiCNN": "musicnn", "MusiCNNConfig": "musicnn", "MSD_LABELS": "musicnn", "MTT_LABELS": "musicnn",
+         "DescriptorModel": "descriptors"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["AudioModel", "DEFAULT_LIBRARY_MODEL", "DEFAULT_MODEL", "FORMER_LIBRARY_DEFAULTS", "FusedModel",
-           "LIBRARY_MEMBERS", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec", "load_model", "MusiCNN",
-           "MusiCNNConfig"]
+           "LIBRARY_MEMBERS", "MODEL_FILE", "ModelSpec", "Outputs", "REGISTRY", "WindowSpec", "is_model_path",
+           "load_model", "MusiCNN", "MusiCNNConfig"]

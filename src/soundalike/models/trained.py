@@ -8,35 +8,47 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import ModelError
-from .base import AudioModel
-from .musicnn import MusiCNN, MusiCNNConfig
-from .networks import Probe, RawCNN, ShortChunkResNet, SpecCNN, VectorRegressor
+from . import MODEL_FILE
 
-MODEL_FILE = "model.safetensors"
+if TYPE_CHECKING:
+    from .base import AudioModel
+
 METADATA_KEY = "soundalike.model"
 TASKS = ("classes", "tags", "vector")
 
 
-def _musicnn(n_outputs: int, **params) -> MusiCNN:
+def _network(name: str) -> Callable[..., AudioModel]:
+    """The constructor of ``networks.<name>``, importing PyTorch only when called."""
+    def construct(n_outputs: int, **params) -> AudioModel:
+        from . import networks
+
+        return getattr(networks, name)(n_outputs, **params)
+    return construct
+
+
+def _musicnn(n_outputs: int, **params) -> AudioModel:
+    from .musicnn import MusiCNN, MusiCNNConfig
+
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
     return MusiCNN(MusiCNNConfig(n_classes=n_outputs, **params))
 
 
-def _probe(n_outputs: int, *, embedder: str, **params) -> Probe:
+def _probe(n_outputs: int, *, embedder: str, **params) -> AudioModel:
     from . import load_model
+    from .networks import Probe
 
     return Probe(n_outputs, embedder=load_model(embedder), **params)
 
 
 ARCHITECTURES: dict[str, Callable[..., AudioModel]] = {
-    "raw-cnn": RawCNN,
-    "spec-cnn": SpecCNN,
-    "short-chunk-resnet": ShortChunkResNet,
+    "raw-cnn": _network("RawCNN"),
+    "spec-cnn": _network("SpecCNN"),
+    "short-chunk-resnet": _network("ShortChunkResNet"),
     "musicnn": _musicnn,
     "probe": _probe,
 }
@@ -72,6 +84,8 @@ def build(config: ModelConfig) -> AudioModel:
     except TypeError as exc:
         raise ModelError(f"bad hyper-parameters for {config.architecture}: {exc}") from None
     if config.task == "vector":
+        from .networks import VectorRegressor
+
         network = VectorRegressor(network, config.vector_dim)
     else:
         network.labels = tuple(config.labels)
@@ -82,6 +96,8 @@ def build(config: ModelConfig) -> AudioModel:
 
 def save(model: AudioModel, path: Path) -> None:
     """Write ``model`` (built by :func:`build`) and its config to ``path``, atomically."""
+    from safetensors.torch import save_file
+
     metadata = {METADATA_KEY: json.dumps(dataclasses.asdict(model.model_config))}
     tmp = path.with_suffix(".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp, metadata=metadata)
@@ -89,8 +105,10 @@ def save(model: AudioModel, path: Path) -> None:
 
 
 def read_config(path: Path) -> ModelConfig:
+    from safetensors import safe_open
+
     try:
-        with safe_open(path, "pt") as f:
+        with safe_open(path, "numpy") as f:
             record = json.loads((f.metadata() or {})[METADATA_KEY])
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         raise ModelError(f"{path}: not a soundalike model file ({exc.__class__.__name__}: {exc})") from None
@@ -100,6 +118,8 @@ def read_config(path: Path) -> ModelConfig:
 
 def load(path: str | Path) -> AudioModel:
     """The trained model in ``path`` (a model file, or a run directory holding one), in eval mode."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
@@ -110,8 +130,3 @@ def load(path: str | Path) -> AudioModel:
         raise ModelError(f"{path}: weights do not fit the network ({exc})") from None
     model.name = str(path.resolve())
     return model.eval()
-
-
-def is_model_path(name: str) -> bool:
-    path = Path(name)
-    return path.is_file() or (path / MODEL_FILE).is_file()

@@ -37,13 +37,19 @@ class WaveCache:
         directory.mkdir(parents=True, exist_ok=True)
         stem = directory / _digest(tracks, sample_rate, max_seconds)
         self.data_path, index_path = stem.with_suffix(".f16"), stem.with_suffix(".json")
-        if not index_path.exists():
+        self.reused = index_path.exists()  # False: decoded by this call
+        if not self.reused:
             _build(tracks, stem, sample_rate, max_seconds, progress)
         index = json.loads(index_path.read_text())
         self.spans: dict[str, tuple[int, int]] = {k: tuple(v) for k, v in index["spans"].items()}
         self.failures: dict[str, str] = index["failures"]
         size = sum(n for _, n in self.spans.values())
         self.data = np.memmap(self.data_path, dtype=DTYPE, mode="r", shape=(size,)) if size else np.zeros(0, DTYPE)
+
+    @property
+    def size_on_disk(self) -> int:
+        """Bytes of the cache's data file."""
+        return self.data_path.stat().st_size
 
     def __contains__(self, key: str) -> bool:
         return key in self.spans

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,51 +31,15 @@ from ..evaluation.metrics import tag_auc
 from ..models import AudioModel, load_model
 from ..models import trained as model_files
 from ..models.networks import Probe
+from ..units import human_size
 from . import track2vec
 from .cache import WaveCache
+from .config import TrainConfig, default_cache
 
 log = logging.getLogger(__name__)
-MODELS = ("raw-cnn", "spec-cnn", "short-chunk-resnet", "musicnn", "probe", "track2vec")
-INITS = ("msd-musicnn", "mtt-musicnn")
 CHECKPOINT_FILE = "checkpoint.safetensors"
 VECTORS_FILE = "track2vec.npz"
 PROBE_POSITIONS = 16  # frozen-embedder vectors computed once per track, at evenly spaced crops
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run; saved in its checkpoint."""
-
-    data: str  # KIND:PATH
-    model: str
-    params: dict = dataclasses.field(default_factory=dict)  # the network's hyper-parameters
-    init: str | None = None  # musicnn: start from shipped weights
-    embedder: str | None = None  # probe: the frozen embedder
-    backbone: str = "spec-cnn"  # track2vec: the audio network that predicts the vectors
-    vector_dim: int = 64  # track2vec: word2vec size
-    seed: int = 0
-    epochs: int = 30
-    patience: int = 5  # epochs without a better validation metric before stopping
-    batch_size: int = 16
-    crops_per_track: int = 4  # training crops per track per epoch
-    eval_crops: int = 8  # crops per track averaged at validation and test
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    max_seconds: float | None = None  # decode at most this much of each track (its middle)
-    cache: str | None = None  # folder of the decoded-audio cache; default: default_cache()
-
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise ParameterError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
-        if self.init is not None and (self.model != "musicnn" or self.init not in INITS):
-            raise ParameterError(f"--init {self.init!r}: only musicnn starts from shipped weights ({', '.join(INITS)})")
-        if (self.model == "probe") != (self.embedder is not None):
-            raise ParameterError("a probe needs --embedder, and only a probe takes one")
-        if self.backbone not in model_files.ARCHITECTURES or self.backbone == "probe":
-            raise ParameterError(f"backbone must be a trainable network, got {self.backbone!r}")
-        for name in ("epochs", "batch_size", "crops_per_track", "eval_crops"):
-            if getattr(self, name) < 1:
-                raise ParameterError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass
@@ -133,13 +97,6 @@ def build_model(config: TrainConfig, task: Task, *, pretrained: bool = True) -> 
         state = {k: v for k, v in source.state_dict().items() if keep_head or not k.startswith("backend.output.")}
         model.load_state_dict(state, strict=False)
     return model
-
-
-def default_cache() -> Path:
-    """$SOUNDALIKE_CACHE, or the user's cache directory."""
-    import platformdirs
-
-    return Path(os.environ.get("SOUNDALIKE_CACHE") or platformdirs.user_cache_dir("soundalike")) / "audio"
 
 
 # --- inputs: waveform crops, or a probe's frozen vectors computed once ------------------
@@ -281,8 +238,12 @@ def _identity(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
-def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress: Progress = _no_progress) -> Run:
-    """Train (or resume) the run in ``run_dir``; returns what :func:`report` needs."""
+def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress: Progress = _no_progress,
+          say: Callable[[str], object] = log.info) -> Run:
+    """Train (or resume) the run in ``run_dir``; returns what :func:`report` needs.
+
+    ``say`` is told, one line each, where the decoded-audio cache is and its size, and
+    each epoch's loss, validation figures and time."""
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = run_dir / CHECKPOINT_FILE
     dataset = datasets.open_dataset(config.data)
@@ -296,6 +257,8 @@ def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress:
                       [dataset.tracks[k] for k in keys], sample_rate=model.window.sample_rate,
                       max_seconds=config.max_seconds, progress=bar.update)
     bar.close()
+    say(f"decoded-audio cache: {cache.data_path} ({human_size(cache.size_on_disk)}, "
+        f"{'reused' if cache.reused else 'written now'})")
     for key, reason in cache.failures.items():
         log.warning("left out: %s", reason)
     task.splits = {s: [k for k in split if k in cache] for s, split in task.splits.items()}
@@ -322,7 +285,10 @@ def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress:
         state = {**saved, "config": state["config"]}
         rng.bit_generator.state = state["rng"]
     train_keys = task.splits["train"]
+    if state["epoch"]:
+        say(f"resuming {run_dir} after epoch {state['epoch']}")
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        started = time.perf_counter()
         model.train()
         order = rng.permutation(np.repeat(train_keys, config.crops_per_track))
         batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
@@ -344,15 +310,21 @@ def train(config: TrainConfig, run_dir: Path, *, device: str = "auto", progress:
         valid = metrics(task.kind, predict(model, inputs, task.splits["valid"], task.kind),
                         task.stack(task.splits["valid"]))
         state["epoch"] += 1
+        seconds = time.perf_counter() - started
         state["history"].append({"epoch": state["epoch"], "step": state["step"],
-                                 "train_loss": float(np.mean(losses)), "valid": valid})
-        if state["best"] is None or valid["score"] > state["best"]:
+                                 "train_loss": float(np.mean(losses)), "valid": valid, "seconds": round(seconds, 2)})
+        improved = state["best"] is None or valid["score"] > state["best"]
+        if improved:
             state["best"], state["bad_epochs"] = valid["score"], 0
             model_files.save(model, run_dir / model_files.MODEL_FILE)
         else:
             state["bad_epochs"] += 1
-        log.info("epoch %d: loss %.4f, valid %s", state["epoch"], np.mean(losses), valid)
+        figures = ", ".join(f"{name} {value:.3f}" for name, value in valid.items() if name != "score")
+        say(f"epoch {state['epoch']}/{config.epochs}: loss {np.mean(losses):.4f}, validation {figures}"
+            f"{' (best so far)' if improved else ''}, {seconds:.1f} s")
         state["rng"] = rng.bit_generator.state
         _save_checkpoint(checkpoint_path, model, optimizer, state)
+    if state["bad_epochs"] >= config.patience:
+        say(f"stopped early: no better validation figure for {config.patience} epochs")
     return Run(config, dataset, task, cache, state["history"], state["bad_epochs"] >= config.patience,
                inputs.frozen)
