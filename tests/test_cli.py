@@ -229,6 +229,8 @@ def test_every_option_says_what_it_does():
     for name, command in commands.choices.items():
         for action in command._actions:
             assert action.help, f"soundalike {name} {action.option_strings or action.dest} has no help"
+        assert f"usage: soundalike {name}" in command.format_help()  # argparse expands every help text
+    assert "more than 50% of the library" in commands.choices["index"].format_help()
     path_help = commands.choices["path"].format_help()
     assert "library tracks" not in path_help and "any audio file" in path_help
 

@@ -178,8 +178,18 @@ def test_tag_filter(built, music, capsys):
     # a file genre counts as a tag too
     found = run_json(capsys, "similar", seed, "--library", str(built), "--tag", "ambient", "--min-prob", "1", "--json")
     assert {r["title"] for r in found} <= {"Low Chord", "Mid Chord"} and found
-    assert main(["similar", seed, "--library", str(built), "--tag", "polka"]) == 2
-    assert "unknown tag 'polka'; the model's tags are: rock, pop, alternative" in capsys.readouterr().err
+    assert main(["similar", seed, "--library", str(built), "--tag", "xyzzy"]) == 2
+    assert "unknown tag 'xyzzy'; the model's tags are: rock, pop, alternative" in capsys.readouterr().err
+    assert main(["search", "--library", str(built), "--tag", "jaz"]) == 2
+    assert "unknown tag 'jaz' (did you mean 'jazz'?); the model's tags are: rock" in capsys.readouterr().err
+
+
+def test_a_number_is_an_id_and_a_missing_file_is_named(built, capsys, tmp_path):
+    assert main(["similar", "424242", "--library", str(built)]) == 2
+    assert f"no track has id 424242 in {built}" in capsys.readouterr().err
+    missing = tmp_path / "nope.mp3"
+    assert main(["similar", str(missing), "--library", str(built)]) == 2
+    assert f"{missing}: no such file, and no track of {built} matches these words" in capsys.readouterr().err
 
 
 def test_tags_and_search_by_tag(built, music, capsys):

@@ -187,8 +187,9 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     print(f"indexed {indexed}, unchanged {plan.unchanged}, removed {removed}, failed {len(failed)}"
           f" ({catalogue.count()} tracks in {library.path})")
     if plan.failed_before:
-        print(f"{plan.failed_before} files that failed before are unchanged and were skipped "
-              "(--retry-failed tries them again)")
+        files = "1 file that failed before is" if plan.failed_before == 1 else \
+            f"{plan.failed_before} files that failed before are"
+        print(f"{files} unchanged and skipped (--retry-failed tries again)")
     for path, reason in failed:
         print(f"  failed: {path}: {reason}")
     if held:
@@ -535,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="try files that failed before again")
     p.add_argument("--prune", action="store_true",
                    help=f"remove the tracks of deleted files even when they are more than "
-                        f"{indexer.PRUNE_SHARE:.0%} of the library (otherwise kept: a drive may be unmounted)")
+                        f"{indexer.PRUNE_SHARE * 100:.0f}%% of the library (otherwise kept: a drive may be unmounted)")
     p.add_argument("--reanalyze", action="store_true",
                    help=f"re-analyse every track of the library with --model (default {DEFAULT_LIBRARY_MODEL}); "
                         "the library keeps answering with its old model until all are done, then switches at once")
@@ -584,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[lib], help="the library's tracks ranked by the predicted probability of a tag")
     p.add_argument("--tag", required=True,
                    help="a tag the library's model predicts (e.g. rock, piano, female vocalists; "
-                        "'soundalike search --tag ?' lists them)")
+                        "'an unknown tag lists them all)")
     p.add_argument("-k", type=_integer(1), default=20, help="how many tracks (default 20)")
     p.add_argument("--json", action="store_true",
                    help="print JSON: a list of {rank, score (the tag's probability), id, path, artist, title, ...}")

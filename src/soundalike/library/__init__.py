@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -158,7 +159,9 @@ class Library:
         names = self.catalogue.tag_names
         lowered = [n.casefold() for n in names]
         if tag.casefold() not in lowered:
-            raise ParameterError(f"unknown tag {tag!r}; the model's tags are: {', '.join(names)}")
+            close = difflib.get_close_matches(tag.casefold(), lowered, n=3)
+            guess = f" (did you mean {' or '.join(repr(names[lowered.index(c)]) for c in close)}?)" if close else ""
+            raise ParameterError(f"unknown tag {tag!r}{guess}; the model's tags are: {', '.join(names)}")
         return lowered.index(tag.casefold())
 
     def tag_scores(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
@@ -224,13 +227,18 @@ class Library:
         by_path = resolved and self.catalogue.track_by_path(resolved)
         if by_path:  # a library path whose file is not there right now
             return self.seed(by_path)
-        if query.strip().isdigit():
+        number = query.strip().isdigit()
+        if number:
             track = self.catalogue.track(int(query))
             if track:
                 return self.seed(track)
         track = self.match_words(query, note=note)
-        if track:
+        if track and (not number or _titled(track, query)):  # a number is an id, or a title ("1999") exactly
             return self.seed(track)
+        if number:
+            raise QueryError(f"no track has id {query.strip()} in {self.path}")
+        if _looks_like_a_file(query):
+            raise QueryError(f"{query}: no such file, and no track of {self.path} matches these words")
         raise QueryError(f"{query!r}: no such track id, file, or artist/title in {self.path}")
 
     def match_words(self, query: str, *, note: Callable[[str], None] | None = None) -> Track | None:
@@ -318,6 +326,13 @@ class Library:
             "hours": round((self.catalogue.db.execute("SELECT SUM(duration) FROM tracks").fetchone()[0] or 0) / 3600, 2),
             "bytes_on_disk": self.catalogue.size_on_disk(),
         }
+
+
+def _looks_like_a_file(query: str) -> bool:
+    """Whether words meant a file: a folder in them, or an audio file's extension."""
+    from .indexer import AUDIO_EXTENSIONS
+
+    return os.sep in query or query.startswith("~") or Path(query).suffix.lower() in AUDIO_EXTENSIONS
 
 
 def _titled(track: Track, query: str) -> bool:

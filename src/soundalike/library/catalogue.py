@@ -762,9 +762,11 @@ def _like(text: str) -> str:
 
 
 def _exact(columns: dict[str, str | None]) -> tuple[str, list[str]]:
-    """A WHERE clause (or "") and its parameters keeping rows whose columns equal the given values (None: any)."""
+    """A WHERE clause (or "") and its parameters keeping rows whose columns equal the
+    given values (None: any; "": none, NULL or empty)."""
     given = {column: value for column, value in columns.items() if value is not None}
-    return ("WHERE " + " AND ".join(f"{column} = ?" for column in given) if given else "", list(given.values()))
+    tests = [f"{column} = ?" if value else f"({column} IS NULL OR {column} = ?)" for column, value in given.items()]
+    return ("WHERE " + " AND ".join(tests) if given else "", list(given.values()))
 
 
 def _blob(array: np.ndarray, dtype) -> bytes:

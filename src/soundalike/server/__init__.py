@@ -13,9 +13,10 @@ the token); ``POST /signout`` clears it. API clients send ``Authorization: Beare
 
 **Browsing.** ``/api/tracks`` pages through the library (``offset``, ``limit``) by
 artist, album and file name, narrowed by words (``q``), exact ``artist`` and ``album``
-names, and a predicted ``tag`` (tracks whose probability of it is at least
-``min_prob``, most probable first). ``/api/artists`` and ``/api/albums`` list what
-there is, each with the id of a track whose ``/cover`` to show.
+names (an empty one: the tracks without), and a predicted ``tag`` (tracks whose
+probability of it is at least ``min_prob``, most probable first). ``/api/artists`` and
+``/api/albums`` list what there is (``""``: no artist or album tag), each with the id of
+a track whose ``/cover`` to show.
 
 **Audio.** ``/api/tracks/{id}/audio`` is always something a browser plays, and
 seekable (HTTP range requests): the file itself when it is MP3, AAC in MP4, Vorbis or
@@ -102,7 +103,8 @@ RandomSeed = Annotated[int | None, Field(ge=0, le=MAX_RANDOM_SEED, description="
 TagQuery = Annotated[str | None, Query(max_length=MAX_TAG, description="keep tracks with this predicted or genre tag")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="how many to skip (paging)")]
 TextQuery = Annotated[str, Query(max_length=MAX_QUERY, description="words to look for")]
-NameQuery = Annotated[str, Query(max_length=MAX_NAME, description="an exact name; empty: any")]
+NameQuery = Annotated[str | None, Query(max_length=MAX_NAME,
+                                        description="an exact name; empty: tracks without one; omitted: any")]
 
 
 class Error(BaseModel):
@@ -425,7 +427,7 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         matching = None
         if q.strip():
             matching = [t for t in catalogue.search_text(q, limit=catalogue.count())
-                        if artist in (None, t.artist) and album in (None, t.album)]
+                        if artist in (None, t.artist or "") and album in (None, t.album or "")]
         elif artist is not None or album is not None:
             matching = catalogue.listing(artist=artist, album=album, limit=-1)
         if tag:
@@ -437,13 +439,13 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     @app.get("/api/tracks", summary="page through the tracks, or search them by words, artist, album and tag")
     def search(q: TextQuery = "", tag: TagQuery = None,
                min_prob: float = Query(0.5, ge=0, le=1, description="with a tag: the least probability of it kept"),
-               artist: NameQuery = "", album: NameQuery = "", offset: Offset = 0,
+               artist: NameQuery = None, album: NameQuery = None, offset: Offset = 0,
                limit: int = Query(50, ge=1, le=MAX_PAGE)):
         """Without ``q`` or ``tag``: by artist, album and file name. ``q``: tracks whose artist,
         title, album or file name contain every word. ``tag``: only tracks whose predicted
         probability of it is at least ``min_prob``, most probable first."""
         with library.reading():
-            return with_tags(find_tracks(q, tag, min_prob, artist or None, album or None, offset, limit))
+            return with_tags(find_tracks(q, tag, min_prob, artist, album, offset, limit))
 
     @app.get("/api/artists", summary="the artists, by name, with their numbers of tracks and albums",
              response_model=list[Artist])
@@ -453,10 +455,10 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
 
     @app.get("/api/albums", summary="the albums, by artist then title, with their numbers of tracks and lengths",
              response_model=list[Album])
-    def albums(artist: NameQuery = "", q: TextQuery = "", offset: Offset = 0,
+    def albums(artist: NameQuery = None, q: TextQuery = "", offset: Offset = 0,
                limit: int = Query(100, ge=1, le=MAX_PAGE)):
         with library.reading():
-            return library.catalogue.albums(q.strip(), artist=artist or None, offset=offset, limit=limit)
+            return library.catalogue.albums(q.strip(), artist=artist, offset=offset, limit=limit)
 
     @app.get("/api/tracks/{track_id}", summary="a track's metadata and predicted tags", responses=errors(404))
     def track(track_id: TrackIdPath):
