@@ -61,8 +61,8 @@ def pages(client, url: str, size: int, **params) -> list[list[dict]]:
 
 
 def nocase(value: str | None) -> tuple:
-    """SQLite's order of a name under COLLATE NOCASE: NULL first."""
-    return (value is not None, (value or "").lower())
+    """The order of names: case-insensitive, a missing name (None or "") last."""
+    return (not value, (value or "").lower())
 
 
 def test_tracks_are_listed_by_artist_album_and_file_in_pages(browsing):
@@ -70,8 +70,8 @@ def test_tracks_are_listed_by_artist_album_and_file_in_pages(browsing):
     assert len(every) == browsing.get("/api/library").json()["tracks"] == len(RECORDS) + 7
     keys = [(nocase(t["artist"]), nocase(t["album"]), t["path"]) for t in every]
     assert keys == sorted(keys)
-    # no album first; within an album the files' order (numbered files play as the album goes)
-    assert [t["title"] for t in every if t["artist"] == "Zed"] == ["loose", "b", "A", "c"]
+    # no album last; within an album the files' order (numbered files play as the album goes)
+    assert [t["title"] for t in every if t["artist"] == "Zed"] == ["b", "A", "c", "loose"]
     assert [t["title"] for t in every if t["artist"] in ("Eve", "eve")] == ["z", "Y", "x", "y"]
     paged = pages(browsing, "/api/tracks", 7)
     assert [t["id"] for page in paged for t in page] == [t["id"] for t in every]  # whole, in order, once each
@@ -86,7 +86,7 @@ def test_tracks_of_an_artist_and_an_album(browsing):
     nameless = browsing.get("/api/tracks", params={"artist": "", "limit": 1000}).json()
     assert [t["id"] for t in nameless] == [t["id"] for t in everything(browsing) if not t["artist"]]
     assert {"u", "v", "w"} <= {t["title"] for t in nameless}
-    assert [t["title"] for t in browsing.get("/api/tracks", params={"artist": "", "album": ""}).json()] == ["v", None, "u"]
+    assert [t["title"] for t in browsing.get("/api/tracks", params={"artist": "", "album": ""}).json()] == ["v", "u", None]
     assert [t["title"] for t in browsing.get("/api/tracks", params={"artist": "Zed", "album": ""}).json()] == ["loose"]
     assert [t["title"] for t in browsing.get("/api/tracks", params={"q": "loose", "album": ""}).json()] == ["loose"]
     unknown = {a["artist"]: a["tracks"] for a in browsing.get("/api/artists", params={"limit": 1000}).json()}[""]
@@ -98,7 +98,7 @@ def test_tracks_of_an_artist_and_an_album(browsing):
 
 def test_artists_with_their_counts_in_pages(browsing):
     artists = browsing.get("/api/artists", params={"limit": 1000}).json()
-    assert [a["artist"] for a in artists] == ["", "Ann", "Bob", "Cy", "Eve", "eve", "Mo", "Zed"]
+    assert [a["artist"] for a in artists] == ["Ann", "Bob", "Cy", "Eve", "eve", "Mo", "Zed", ""]  # unknown last
     by_name = {a["artist"]: a for a in artists}
     assert by_name[""]["tracks"] == 4 and by_name[""]["albums"] == 1  # NULL and "" together, with clicks.wav
     assert (by_name["Zed"]["tracks"], by_name["Zed"]["albums"]) == (4, 2)
@@ -113,7 +113,8 @@ def test_artists_with_their_counts_in_pages(browsing):
 
 def test_albums_with_their_tracks_and_lengths(browsing):
     albums = browsing.get("/api/albums", params={"limit": 1000}).json()
-    keys = [(a["artist"].lower(), a["artist"], a["album"].lower(), a["album"]) for a in albums]
+    keys = [(not a["artist"], a["artist"].lower(), a["artist"], not a["album"], a["album"].lower(), a["album"])
+            for a in albums]
     assert keys == sorted(keys)
     tracks = everything(browsing)
     assert sum(a["tracks"] for a in albums) == len(tracks)
@@ -123,7 +124,7 @@ def test_albums_with_their_tracks_and_lengths(browsing):
         assert album["duration"] == pytest.approx(sum(t["duration"] for t in mine))
         assert album["cover"] in {t["id"] for t in mine}
     zed = browsing.get("/api/albums", params={"artist": "Zed"}).json()
-    assert [(a["album"], a["tracks"]) for a in zed] == [("", 1), ("Alpha", 2), ("beta", 1)]
+    assert [(a["album"], a["tracks"]) for a in zed] == [("Alpha", 2), ("beta", 1), ("", 1)]
     assert [a for page in pages(browsing, "/api/albums", 4) for a in page] == albums
     assert [a["album"] for a in browsing.get("/api/albums", params={"q": "vol 5"}).json()] == ["Vol 5"]
 

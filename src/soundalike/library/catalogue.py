@@ -689,23 +689,25 @@ class Catalogue:
     # --- browsing ------------------------------------------------------------------
     def listing(self, *, artist: str | None = None, album: str | None = None, offset: int = 0,
                 limit: int = 50) -> list[Track]:
-        """Tracks ordered by artist, album (case-insensitive), then path (an album's files
-        are usually numbered in its order); only those of ``artist`` / ``album`` (exact
-        names) when given; ``limit`` -1: all."""
+        """Tracks ordered by artist, album (case-insensitive, tracks without either after
+        those with), then path (an album's files are usually numbered in its order); only
+        those of ``artist`` / ``album`` (exact names, "": none) when given; ``limit`` -1: all."""
         where, params = _exact({"artist": artist, "album": album})
-        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks {where} ORDER BY artist COLLATE NOCASE, "
-                               "album COLLATE NOCASE, path LIMIT ? OFFSET ?",
+        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks {where} ORDER BY coalesce(artist, '') = '', "
+                               "coalesce(artist, '') COLLATE NOCASE, coalesce(album, '') = '', "
+                               "coalesce(album, '') COLLATE NOCASE, path "
+                               "LIMIT ? OFFSET ?",
                                (*params, limit, offset)).fetchall()
         return [Track(*row) for row in rows]
 
     def artists(self, text: str = "", *, offset: int = 0, limit: int = 100) -> list[dict]:
         """Artists whose name contains ``text``, by name (case-insensitive): {"artist",
         "tracks", "albums", "cover" (the id of one of their tracks)}; tracks without an
-        artist are grouped under ""."""
+        artist are grouped under "", last."""
         rows = self.db.execute(
             "SELECT coalesce(artist, '') AS artist_name, COUNT(*), COUNT(DISTINCT nullif(album, '')), MIN(id) "
             "FROM tracks WHERE artist_name LIKE ? ESCAPE '\\' GROUP BY artist_name "
-            "ORDER BY artist_name COLLATE NOCASE, artist_name "
+            "ORDER BY artist_name = '', artist_name COLLATE NOCASE, artist_name "
             "LIMIT ? OFFSET ?", (_like(text), limit, offset)).fetchall()
         return [{"artist": a, "tracks": n, "albums": albums, "cover": cover} for a, n, albums, cover in rows]
 
@@ -713,14 +715,15 @@ class Catalogue:
         """Albums (one per artist and album name) whose album or artist name contains
         ``text``, only ``artist``'s when given, by artist then album (case-insensitive):
         {"album", "artist", "tracks", "duration" (seconds), "cover" (the id of one of its
-        tracks)}; tracks without an album are grouped under "" for their artist."""
+        tracks)}; tracks without an album are grouped under "" for their artist (after its
+        albums; tracks without an artist after every artist)."""
         where, params = _exact({"artist": artist})
         rows = self.db.execute(
             "SELECT coalesce(album, '') AS album_name, coalesce(artist, '') AS artist_name, COUNT(*), "
             "coalesce(SUM(duration), 0), MIN(id) FROM tracks "
             f"{where or 'WHERE 1'} AND (album_name LIKE ? ESCAPE '\\' OR artist_name LIKE ? ESCAPE '\\') "
-            "GROUP BY artist_name, album_name ORDER BY artist_name COLLATE NOCASE, artist_name, "
-            "album_name COLLATE NOCASE, album_name LIMIT ? OFFSET ?",
+            "GROUP BY artist_name, album_name ORDER BY artist_name = '', artist_name COLLATE NOCASE, artist_name, "
+            "album_name = '', album_name COLLATE NOCASE, album_name LIMIT ? OFFSET ?",
             (*params, _like(text), _like(text), limit, offset)).fetchall()
         return [{"album": album, "artist": name, "tracks": n, "duration": seconds, "cover": cover}
                 for album, name, n, seconds, cover in rows]
