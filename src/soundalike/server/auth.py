@@ -25,7 +25,7 @@ SIGNIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sign in · soundalike</title>
 <style>
-  :root {{ color-scheme: light dark; --accent: #7c4dff; }}
+  :root {{ color-scheme: light dark; --accent: light-dark(#c2410c, #fb8c4a); }}
   body {{ margin: 0; min-height: 100vh; display: grid; place-items: center;
          font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; background: Canvas; color: CanvasText; }}
   main {{ width: min(22rem, 90vw); padding: 2rem; border-radius: 12px; border: 1px solid #8884; }}
@@ -34,7 +34,7 @@ SIGNIN_PAGE = """<!doctype html>
   .error {{ color: #d32f2f; opacity: 1; }}
   input, button {{ box-sizing: border-box; width: 100%; font: inherit; padding: .6rem .8rem; border-radius: 8px; }}
   input {{ border: 1px solid #8888; margin-bottom: .8rem; }}
-  button {{ border: 0; background: var(--accent); color: white; font-weight: 600; cursor: pointer; }}
+  button {{ border: 0; background: var(--accent); color: light-dark(#fff, #1f0f04); font-weight: 600; cursor: pointer; }}
 </style></head>
 <body><main>
 <h1>soundalike</h1>
