@@ -262,8 +262,9 @@ def test_queries_that_are_no_track_are_one_line_errors(two_folders, tmp_path, ca
     loop = tmp_path / "loop"
     loop.symlink_to(tmp_path / "loop")
     no_track = "no such track id, file, or artist/title"
-    for query, message in [(str(2**64), no_track), (str(2**63), no_track), ("x" * 300, no_track),
-                           (" ".join(["word"] * 1000), no_track), (str(loop), no_track),
+    for query, message in [(str(2**64), f"no track has id {2**64} in"), (str(2**63), f"no track has id {2**63}"),
+                           ("x" * 300, no_track), (" ".join(["word"] * 1000), no_track),
+                           (str(loop), f"{loop}: no such file, and no track of"),
                            (" ".join(f"w{i}" for i in range(1000)), "1000 different words is too long")]:
         capsys.readouterr()
         assert main(["similar", query, "--library", str(library)]) == 2
