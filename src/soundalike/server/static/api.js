@@ -12,7 +12,7 @@ export async function api(path, options = {}) {
     if (error.name === "AbortError") throw error;
     throw new Error(NO_ANSWER);
   }
-  if (!response.ok) throw new Error(await failure(response));
+  if (!response.ok) throw Object.assign(new Error(await failure(response)), { status: response.status });
   if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";
   return type.includes("json") ? response.json() : response.text();
@@ -50,11 +50,32 @@ export async function audioProblem(id, fallback) {
   return fallback;
 }
 
-/** Query parameters without the empty ones. */
+const EXACT_NAMES = ["artist", "album"]; // sent even when empty: "" matches the tracks without one
+
+const FETCHES_AT_ONCE = 6; // requests in flight while reading tracks one by one
+
+/** The tracks of `ids` the library has, as a Map id -> track (ids it does not know are left out). */
+export async function tracksById(ids) {
+  const wanted = [...new Set(ids)], known = new Map();
+  const fetchSome = async () => {
+    for (let id = wanted.pop(); id !== undefined; id = wanted.pop()) {
+      try {
+        known.set(id, await api(`/api/tracks/${id}`));
+      } catch (error) {
+        if (error.status !== 404) throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: FETCHES_AT_ONCE }, fetchSome));
+  return known;
+}
+
+/** Query parameters without the undefined, null and empty ones (but an empty artist or album is sent). */
 export function query(params) {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") search.set(key, value);
+    if (value === undefined || value === null || (value === "" && !EXACT_NAMES.includes(key))) continue;
+    search.set(key, value);
   }
   return search.toString();
 }

@@ -6,8 +6,9 @@ import { forgetBrowsing, initLibrary, showAlbum, showAlbums, showArtist, showArt
          showTrack } from "./browse.js";
 import { drawIcons } from "./icons.js";
 import { initMap, showMap } from "./map.js";
-import { addToPath, initMixes, showPath, showRadio, startRadio } from "./mixes.js";
-import { initPlayer, next, previous, togglePlay, toggleQueue } from "./player.js";
+import { addToPath, initMixes, restorePath, showPath, showRadio, startRadio } from "./mixes.js";
+import { initPlayer, next, previous, restoreQueue, seekBack, seekForward, toggleMute, togglePlay,
+         toggleQueue } from "./player.js";
 import { $, initTheme, plural, showError } from "./ui.js";
 
 const VIEWS = {
@@ -48,7 +49,7 @@ async function route() {
 // --- keyboard -------------------------------------------------------------------------------------
 const TYPING = "input, textarea, select, [contenteditable], [contenteditable] *";
 const SHORTCUTS = {
-  " ": togglePlay, j: next, ArrowRight: next, k: previous, ArrowLeft: previous,
+  " ": togglePlay, j: next, k: previous, ArrowRight: seekForward, ArrowLeft: seekBack, m: toggleMute,
   "/": () => { location.hash = "#/"; $("search-input").focus(); },
   "?": () => $("shortcuts").showModal(),
   q: () => toggleQueue(),
@@ -71,10 +72,10 @@ function openMenu(open) {
 }
 
 async function showSignOut() {
-  // signed in with a cookie on a server with a token: a request without cookies is refused
+  // a server with a token answers the page without a session (no cookies) with its sign-in form
   try {
-    const response = await fetch("/api/library", { credentials: "omit" });
-    $("signout-form").hidden = response.status !== 401;
+    const page = await (await fetch("/", { credentials: "omit", cache: "no-store" })).text();
+    $("signout-form").hidden = !page.includes('action="/signin"');
   } catch { /* the server's answer to the real requests tells */ }
 }
 
@@ -99,6 +100,9 @@ async function start() {
   }
   forgetBrowsing();
   showSignOut();
+  try {
+    await Promise.all([restoreQueue(), restorePath()]);
+  } catch { /* the queue and path start empty; the views say why the server cannot be read */ }
   await route();
   document.body.dataset.ready = "true";
 }

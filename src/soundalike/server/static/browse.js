@@ -2,7 +2,7 @@
 
 import { api, query, urls } from "./api.js";
 import { enqueue, playAll, playNext, playNow } from "./player.js";
-import { albumCard, artistCard, byline, toast, trackRow, why } from "./rows.js";
+import { albumCard, artistCard, artistHref, byline, toast, trackRow, why } from "./rows.js";
 import { $, albumName, artistName, chips, el, emptyItem, endless, fmtLength, fmtTime, plural, showError,
          trackCover, trackTitle } from "./ui.js";
 
@@ -60,15 +60,14 @@ export function showArtists() {
   });
 }
 
-const playAlbum = (album) => async () => playAll(await (album.album ? albumTracks(album.artist, album.album)
-  : artistTracks(album.artist).then((tracks) => tracks.filter((t) => !t.album))));
+const playAlbum = (album) => async () => playAll(await albumTracks(album.artist, album.album));
 
 export function showAlbums() {
   if (browsed.albums) return;
   browsed.albums = true;
   endless($("album-grid"), {
     fetchPage: (offset, limit) => api("/api/albums?" + query({ offset, limit })),
-    render: (album) => albumCard(album, album.artist ? playAlbum(album) : null),
+    render: (album) => albumCard(album, playAlbum(album)),
     empty: () => emptyItem("No albums yet.", INDEX_FIRST),
   });
 }
@@ -78,21 +77,19 @@ export function forgetBrowsing() {
   browsed = { artists: false, albums: false };
 }
 
+// an artist or album "" is the tracks without one (the server matches artist and album exactly)
 const albumTracks = (artist, album) => api("/api/tracks?" + query({ artist, album, limit: ALL }));
 const artistTracks = (artist) => api("/api/tracks?" + query({ artist, limit: ALL }));
 
-function unnamed(list, what) {
-  list.replaceChildren(emptyItem(`These tracks have no ${what} tag.`,
-    `Find them in the Library by title or file name, or tag them and index again.`));
-}
-
-export async function showArtist(artist) {
+export async function showArtist(artist = "") {
   $("artist-name").textContent = artistName(artist);
   $("artist-meta").textContent = "";
   $("artist-albums").replaceChildren();
-  if (!artist) return unnamed($("artist-tracks"), "artist");
   $("artist-play").onclick = async () => playAll(await artistTracks(artist));
-  $("artist-enqueue").onclick = async () => { enqueue(...await artistTracks(artist)); toast(`Added ${artist} to the queue.`); };
+  $("artist-enqueue").onclick = async () => {
+    enqueue(...await artistTracks(artist));
+    toast(`Added the tracks of ${artistName(artist)} to the queue.`);
+  };
   endless($("artist-tracks"), { fetchPage: tracksPage({ artist }), render: (t) => trackRow(t),
                                 empty: () => emptyItem("No tracks of this artist.") });
   try {
@@ -104,15 +101,15 @@ export async function showArtist(artist) {
   } catch (error) { showError($("artist-albums"), error); }
 }
 
-export async function showAlbum(artist, album) {
+export async function showAlbum(artist = "", album = "") {
   $("album-title").textContent = albumName(album);
-  $("album-meta").replaceChildren(el("a", { href: `#/artist/${encodeURIComponent(artist)}` }, artistName(artist)));
+  $("album-meta").replaceChildren(el("a", { href: artistHref(artist) }, artistName(artist)));
   $("album-cover").replaceChildren();
-  if (!artist) return unnamed($("album-tracks"), "artist");
+  $("album-play").onclick = $("album-enqueue").onclick = null;
   $("album-tracks").replaceChildren(el("li", { class: "loading-more muted" }, el("span", { class: "spinner" }), "Loading…"));
   try {
-    const tracks = album ? await albumTracks(artist, album) : (await artistTracks(artist)).filter((t) => !t.album);
-    $("album-cover").replaceChildren(tracks.length ? trackCover(tracks[0], "hero-art") : el("div"));
+    const tracks = await albumTracks(artist, album);
+    if (tracks.length) $("album-cover").replaceChildren(trackCover(tracks[0], "hero-art"));
     const seconds = tracks.reduce((s, t) => s + (t.duration || 0), 0);
     $("album-meta").append(` · ${plural(tracks.length, "track")} · ${fmtLength(seconds)}`);
     $("album-tracks").replaceChildren(...tracks.map((t, i) => trackRow(t, { number: i + 1 })));
@@ -120,6 +117,14 @@ export async function showAlbum(artist, album) {
     $("album-play").onclick = () => playAll(tracks);
     $("album-enqueue").onclick = () => { enqueue(...tracks); toast(`Added “${albumName(album)}” to the queue.`); };
   } catch (error) { showError($("album-tracks"), error); }
+}
+
+const SPECTROGRAM_SECONDS = 30; // the server draws this much of a track at most
+
+/** What the spectrogram shows of a track of `duration` seconds: "the first 30 seconds" or "all 12 seconds". */
+function spectrogramSpan(duration) {
+  if (!duration || duration > SPECTROGRAM_SECONDS) return `the first ${SPECTROGRAM_SECONDS} seconds`;
+  return `all ${plural(Math.round(duration), "second")}`;
 }
 
 // --- a track --------------------------------------------------------------------------------------
@@ -135,6 +140,7 @@ export async function showTrack(id, { onRadio, onPath }) {
   $("track-cover").replaceChildren(trackCover(track, "hero-art"));
   chips($("track-tags"), track.tags, { percent: true });
   $("spectrogram").src = urls.spectrogram(id);
+  $("spectrogram-caption").textContent = `Mel spectrogram of ${spectrogramSpan(track.duration)}: time to the right, pitch up.`;
   $("track-play").onclick = () => playNow(track);
   $("track-next").onclick = () => { playNext(track); toast(`“${trackTitle(track)}” plays next.`); };
   $("track-enqueue").onclick = () => { enqueue(track); toast(`Added “${trackTitle(track)}” to the queue.`); };

@@ -1,9 +1,9 @@
 // Playing by sound: a radio from a track, a path between songs, songs like one of yours.
 
-import { api, post, sentence } from "./api.js";
+import { api, post, sentence, tracksById } from "./api.js";
 import { autofilling, playAll, stopAutofill } from "./player.js";
 import { toast, trackRow, why } from "./rows.js";
-import { $, chips, el, emptyItem, plural, showError, trackTitle } from "./ui.js";
+import { $, button, chips, el, emptyItem, plural, showError, trackTitle } from "./ui.js";
 
 // --- radio ----------------------------------------------------------------------------------------
 let radio = null; // {seed, history: ids played or queued, autofill}
@@ -49,17 +49,54 @@ function setRadioButtons(on) {
 }
 
 // --- path -----------------------------------------------------------------------------------------
-const path = { songs: [], tracks: [] };
+const PATH_KEY = "soundalike.path"; // localStorage: the ids of the songs to go through
+const path = { songs: [], tracks: [] }; // the songs to go through; the journey built through them
+
+/** The songs changed: remember them, forget the journey built through the old ones, show them. */
+function songsChanged() {
+  localStorage.setItem(PATH_KEY, JSON.stringify(path.songs.map((t) => t.id)));
+  showJourney([]);
+  showPath();
+}
 
 export function addToPath(track) {
   path.songs.push(track);
+  songsChanged();
   toast(`Added “${trackTitle(track)}” to the path (${plural(path.songs.length, "song")}).`);
   location.hash = "#/path";
 }
 
+function moveSong(from, to) {
+  if (to < 0 || to >= path.songs.length) return;
+  path.songs.splice(to, 0, ...path.songs.splice(from, 1));
+  songsChanged();
+}
+
+function removeSong(index) {
+  path.songs.splice(index, 1);
+  songsChanged();
+}
+
+/** The songs saved by an earlier visit, those the library still has. */
+export async function restorePath() {
+  const ids = JSON.parse(localStorage.getItem(PATH_KEY) || "[]");
+  if (!ids.length) return;
+  const known = await tracksById(ids);
+  path.songs = ids.filter((id) => known.has(id)).map((id) => known.get(id));
+  if (path.songs.length !== ids.length) localStorage.setItem(PATH_KEY, JSON.stringify(path.songs.map((t) => t.id)));
+}
+
+function songRow(track, index) {
+  const name = `“${trackTitle(track)}”`;
+  return trackRow(track, { number: index + 1, actions: [
+    button(`Move ${name} up`, "up", () => moveSong(index, index - 1), { iconOnly: true, className: "move-up" }),
+    button(`Move ${name} down`, "down", () => moveSong(index, index + 1), { iconOnly: true, className: "move-down" }),
+    button(`Remove ${name} from the path`, "close", () => removeSong(index), { iconOnly: true, className: "remove" })] });
+}
+
 export function showPath() {
   const list = $("path-songs");
-  list.replaceChildren(...path.songs.map((t, i) => trackRow(t, { number: i + 1 })));
+  list.replaceChildren(...path.songs.map(songRow));
   if (path.songs.length < 2) {
     list.append(emptyItem(path.songs.length ? "One more song, please." : "No songs yet.",
       "A path needs at least two songs: open a track and press “Add to path” for the start, the end, and any song to pass by."));
@@ -67,14 +104,26 @@ export function showPath() {
   $("path-build").disabled = path.songs.length < 2;
 }
 
+/** Show the journey `tracks` (none: nothing to play or export). */
+function showJourney(tracks) {
+  path.tracks = tracks;
+  $("path-list").replaceChildren(...tracks.map((t, i) => trackRow(t, { number: i + 1 })));
+  $("path-play").disabled = $("path-export").disabled = !tracks.length;
+}
+
+/** The number in `input` as an integer within its min and max (its value when it is not a number). */
+function clamped(input) {
+  const value = Math.round(input.valueAsNumber), min = Number(input.min), max = Number(input.max);
+  input.value = Number.isFinite(value) ? Math.min(max, Math.max(min, value)) : input.defaultValue;
+  return Number(input.value);
+}
+
 async function buildPath() {
-  const list = $("path-list");
+  const length = clamped($("path-length"));
+  showJourney([]);
   try {
-    path.tracks = await post("/api/path", { songs: path.songs.map((t) => t.id), length: +$("path-length").value,
-                                             drunk: +$("path-drunk").value });
-    list.replaceChildren(...path.tracks.map((t, i) => trackRow(t, { number: i + 1 })));
-    $("path-play").disabled = $("path-export").disabled = !path.tracks.length;
-  } catch (error) { showError(list, error); }
+    showJourney(await post("/api/path", { songs: path.songs.map((t) => t.id), length, drunk: +$("path-drunk").value }));
+  } catch (error) { showError($("path-list"), error); }
 }
 
 async function exportPath() {
@@ -89,10 +138,7 @@ async function exportPath() {
 
 function clearPath() {
   path.songs = [];
-  path.tracks = [];
-  $("path-list").replaceChildren();
-  $("path-play").disabled = $("path-export").disabled = true;
-  showPath();
+  songsChanged();
 }
 
 // --- your own song --------------------------------------------------------------------------------
@@ -159,6 +205,9 @@ export function initMixes() {
   showValue($("path-drunk"), $("path-drunk-value"));
   $("radio-skip").onclick = () => $("next").click();
   $("radio-stop").onclick = stopRadio;
+  $("radio-history").replaceChildren(emptyItem("The radio has played nothing yet.",
+                                               "The tracks a radio plays are listed here."));
+  $("path-length").onchange = () => clamped($("path-length"));
   $("path-build").onclick = buildPath;
   $("path-play").onclick = () => { stopRadio(); playAll(path.tracks); };
   $("path-export").onclick = exportPath;

@@ -1,6 +1,6 @@
 // The player bar and its queue: what plays, what comes next, the Media Session (media keys, lock screen).
 
-import { audioProblem, urls } from "./api.js";
+import { audioProblem, tracksById, urls } from "./api.js";
 import { setIcon } from "./icons.js";
 import { $, artistName, button, el, fmtTime, trackCover, trackTitle } from "./ui.js";
 
@@ -8,6 +8,8 @@ const audio = $("player");
 const MAX_FAILURES = 5; // tracks in a row that cannot play before the player stops moving on
 const RESTART_AFTER = 3; // seconds into a track after which "previous" restarts it
 const VOLUME_KEY = "soundalike.volume";
+const QUEUE_KEY = "soundalike.queue"; // localStorage: {ids: the queue's track ids, index: the one loaded}
+const SEEK_STEP = 10; // seconds the arrow keys skip
 
 /** "queue" (its content or position changed) and "track" (another track is loaded) events */
 export const events = new EventTarget();
@@ -94,10 +96,20 @@ export function previous() {
 }
 
 export function togglePlay() {
-  if (state.index < 0 && state.queue.length) load(0);
-  else if (audio.paused && audio.src) audio.play().catch(() => {});
+  if (!audio.getAttribute("src")) { if (state.queue.length) load(Math.max(state.index, 0)); } // none loaded yet
+  else if (audio.paused) audio.play().catch(() => {});
   else audio.pause();
 }
+
+/** Skip `seconds` (back when negative) in the track that plays. */
+export function seekBy(seconds) {
+  if (!audio.getAttribute("src")) return;
+  audio.currentTime = Math.min(Math.max(0, audio.currentTime + seconds), audio.duration || 0);
+}
+
+export const seekForward = () => seekBy(SEEK_STEP);
+export const seekBack = () => seekBy(-SEEK_STEP);
+export const toggleMute = () => { audio.muted = !audio.muted; };
 
 function stop() {
   audio.pause();
@@ -175,6 +187,27 @@ function renderQueue() {
   const count = $("queue-count");
   count.hidden = upcoming() <= 0;
   count.textContent = upcoming();
+}
+
+// --- kept over reloads: the queue's track ids and the one loaded ------------------------------------
+function saveQueue() {
+  localStorage.setItem(QUEUE_KEY, JSON.stringify({ ids: state.queue.map((e) => e.track.id), index: state.index }));
+}
+
+/** The queue of an earlier visit, without the tracks the library no longer has; its track loaded, not played. */
+export async function restoreQueue() {
+  let saved;
+  try { saved = JSON.parse(localStorage.getItem(QUEUE_KEY)); } catch { return; }
+  const ids = (Array.isArray(saved?.ids) ? saved.ids : []).filter(Number.isInteger);
+  if (!ids.length || state.queue.length) return; // nothing saved, or tracks were queued meanwhile
+  const known = await tracksById(ids);
+  if (state.queue.length) return;
+  const kept = ids.map((id, i) => [known.get(id), i]).filter(([track]) => track);
+  state.queue = kept.map(([track]) => entry(track));
+  const index = kept.findIndex(([, i]) => i >= saved.index); // the loaded one, or the next one kept
+  state.index = saved.index >= 0 && state.queue.length ? (index < 0 ? state.queue.length - 1 : index) : -1;
+  showTrack(current());
+  changed("queue");
 }
 
 export function toggleQueue(open = $("queue-panel").hidden) {
@@ -272,8 +305,8 @@ function mediaHandlers() {
   const handlers = {
     play: () => audio.play(), pause: () => audio.pause(), previoustrack: previous, nexttrack: next,
     seekto: (d) => { audio.currentTime = d.seekTime; },
-    seekbackward: (d) => { audio.currentTime = Math.max(0, audio.currentTime - (d.seekOffset || 10)); },
-    seekforward: (d) => { audio.currentTime = Math.min(audio.duration || 0, audio.currentTime + (d.seekOffset || 10)); },
+    seekbackward: (d) => seekBy(-(d.seekOffset || SEEK_STEP)),
+    seekforward: (d) => seekBy(d.seekOffset || SEEK_STEP),
   };
   for (const [action, handler] of Object.entries(handlers)) {
     try { navigator.mediaSession.setActionHandler(action, handler); } catch { /* not supported here */ }
@@ -302,12 +335,13 @@ export function initPlayer() {
     audio.volume = +$("volume").value;
     localStorage.setItem(VOLUME_KEY, audio.volume);
   };
-  $("mute").onclick = () => { audio.muted = !audio.muted; };
+  $("mute").onclick = toggleMute;
   $("queue-toggle").onclick = () => toggleQueue();
   $("queue-close").onclick = () => toggleQueue(false);
   $("queue-clear").onclick = clearQueue;
   $("player-error").onclick = hideError;
   events.addEventListener("queue", renderQueue);
+  events.addEventListener("queue", saveQueue);
   mediaHandlers();
   renderQueue();
   showVolume();

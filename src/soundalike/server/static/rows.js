@@ -22,8 +22,9 @@ export function byline(track) {
           track.album ? [" · ", el("a", { href: albumHref(track.artist, track.album) }, track.album)] : null];
 }
 
-/** A track in a list: cover with a play button, title and byline, tags, length, play next / add to queue. */
-export function trackRow(track, { why = null, number = null } = {}) {
+/** A track in a list: cover with a play button, title and byline, tags, length, and the buttons `actions`
+ * (by default play next and add to queue). */
+export function trackRow(track, { why = null, number = null, actions = null } = {}) {
   const name = `“${trackTitle(track)}”`;
   return el("li", { class: "track" + (current()?.id === track.id ? " playing" : ""), dataset: { id: track.id } },
     number === null ? null : el("span", { class: "number muted" }, number),
@@ -35,11 +36,11 @@ export function trackRow(track, { why = null, number = null } = {}) {
     el("ul", { class: "chips compact", "aria-label": "tags" },
        (track.tags || []).slice(0, 3).map((t) => el("li", { class: "chip" }, t.tag))),
     el("span", { class: "duration muted small" }, track.duration ? fmtTime(track.duration) : ""),
-    el("div", { class: "row-actions" },
+    el("div", { class: "row-actions" }, actions || [
        button(`Play ${name} next`, "play-next", () => { playNext(track); toast(`${name} plays next.`); },
               { iconOnly: true, className: "play-next" }),
        button(`Add ${name} to the queue`, "list-plus", () => { enqueue(track); toast(`Added ${name} to the queue.`); },
-              { iconOnly: true, className: "enqueue" })),
+              { iconOnly: true, className: "enqueue" })]),
     why);
 }
 

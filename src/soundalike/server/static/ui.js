@@ -49,7 +49,9 @@ export function fmtLength(seconds) {
 }
 
 export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-export const trackTitle = (t) => t.title || (t.path || "").split("/").pop() || `Track ${t.id}`;
+/** A file's name without its folder and extension ("a/b.00010.wav" -> "b.00010"), as the command line shows it. */
+export const fileStem = (path) => (path || "").split("/").pop().replace(/(.)\.[^.]*$/, "$1");
+export const trackTitle = (t) => t.title || fileStem(t.path) || `Track ${t.id}`;
 export const artistName = (name) => name || "Unknown artist";
 export const albumName = (name) => name || "Unknown album";
 
@@ -62,8 +64,11 @@ function hue(text) {
   return h;
 }
 
+/** Two letters for a placeholder cover: of the first two words with a letter ("classical.00010" -> "CL"). */
 function initials(text) {
-  const words = text.replace(/[^\p{L}\p{N} ]/gu, " ").split(/\s+/).filter(Boolean);
+  const all = text.replace(/[^\p{L}\p{N} ]/gu, " ").split(/\s+/).filter(Boolean);
+  const lettered = all.filter((w) => /\p{L}/u.test(w));
+  const words = lettered.length ? lettered : all;
   return (words.length > 1 ? words[0][0] + words[1][0] : (words[0] || "?").slice(0, 2)).toUpperCase();
 }
 
