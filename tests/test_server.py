@@ -188,6 +188,25 @@ def test_the_map_is_drawn_at_start_when_asked(library):
     assert projection.library_map.cache_info().hits == 1  # the request found it drawn
 
 
+def test_a_map_that_cannot_be_drawn_at_start_is_one_logged_line(library, monkeypatch, caplog):
+    import threading
+
+    from soundalike.server import projection
+
+    def fail(*args):
+        raise RuntimeError("no space left for numba's cache")
+
+    monkeypatch.setattr(projection, "library_map", fail)
+    crashed = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    create_app(library, map_at_start=True)
+    for drawing in threading.enumerate():  # (not listed when it has ended already)
+        if drawing.name == "soundalike-map":
+            drawing.join(30)
+    assert not crashed
+    assert "the map could not be drawn in advance: no space left for numba's cache" in caplog.text
+
+
 def test_unknown_track_is_404(client):
     assert client.get("/api/tracks/424242").status_code == 404
     assert client.get("/api/tracks/424242/similar").status_code == 404

@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import math
 import os
 import tempfile
@@ -606,9 +607,13 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
 
 
 def _draw_map(library: ServedLibrary) -> None:
-    """The library's map, drawn once into the map's cache (nothing when the library cannot be read)."""
-    with contextlib.suppress(SoundalikeError), library.reading():
-        projection.library_map(library, library.catalogue.generation)
+    """The library's map, drawn once into the map's cache. A failure is one logged line:
+    the page's request for the map draws it again and shows what went wrong."""
+    try:
+        with library.reading():
+            projection.library_map(library, library.catalogue.generation)
+    except Exception as exc:  # a background warm-up: never a traceback on the terminal
+        logging.getLogger(__name__).warning("the map could not be drawn in advance: %s", exc)
 
 
 def _save(source, target: Path, limit: int) -> None:
