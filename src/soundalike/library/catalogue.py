@@ -636,15 +636,19 @@ class Catalogue:
         row = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE path = ?", (path,)).fetchone()
         return Track(*row) if row else None
 
-    def search_text(self, text: str, limit: int = 20) -> list[Track]:
+    def search_text(self, text: str, limit: int = 20, *, offset: int = 0, artist: str | None = None,
+                    album: str | None = None) -> list[Track]:
         """Tracks whose artist, title, album or file name (not its folders) contain every
         word of ``text`` (case-insensitive), those whose title or "artist - title" is
-        ``text`` first, then by artist, title and path. At most ``MAX_QUERY_WORDS``
-        different words: ParameterError beyond."""
+        ``text`` first, then by artist, title and path; only those of ``artist`` /
+        ``album`` when given (as :meth:`listing`); ``limit`` -1: all. At most
+        ``MAX_QUERY_WORDS`` different words: ParameterError beyond."""
         where, params = _words_filter(text)
+        named, names = _exact({"artist": artist, "album": album})
         exact = "(lower(title) = lower(?) OR lower(artist || ' - ' || title) = lower(?))"
-        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE {where} ORDER BY {exact} DESC, "
-                               "artist, title, path LIMIT ?", (*params, text.strip(), text.strip(), limit)).fetchall()
+        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE {where} AND {named} "
+                               f"ORDER BY {exact} DESC, artist, title, path LIMIT ? OFFSET ?",
+                               (*params, *names, text.strip(), text.strip(), limit, offset)).fetchall()
         return [Track(*row) for row in rows]
 
     def count_text(self, text: str) -> int:
@@ -693,7 +697,7 @@ class Catalogue:
         those with), then path (an album's files are usually numbered in its order); only
         those of ``artist`` / ``album`` (exact names, "": none) when given; ``limit`` -1: all."""
         where, params = _exact({"artist": artist, "album": album})
-        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks {where} ORDER BY coalesce(artist, '') = '', "
+        rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE {where} ORDER BY coalesce(artist, '') = '', "
                                "coalesce(artist, '') COLLATE NOCASE, coalesce(album, '') = '', "
                                "coalesce(album, '') COLLATE NOCASE, path "
                                "LIMIT ? OFFSET ?",
@@ -721,7 +725,7 @@ class Catalogue:
         rows = self.db.execute(
             "SELECT coalesce(album, '') AS album_name, coalesce(artist, '') AS artist_name, COUNT(*), "
             "coalesce(SUM(duration), 0), MIN(id) FROM tracks "
-            f"{where or 'WHERE 1'} AND (album_name LIKE ? ESCAPE '\\' OR artist_name LIKE ? ESCAPE '\\') "
+            f"WHERE {where} AND (album_name LIKE ? ESCAPE '\\' OR artist_name LIKE ? ESCAPE '\\') "
             "GROUP BY artist_name, album_name ORDER BY artist_name = '', artist_name COLLATE NOCASE, artist_name, "
             "album_name = '', album_name COLLATE NOCASE, album_name LIMIT ? OFFSET ?",
             (*params, _like(text), _like(text), limit, offset)).fetchall()
@@ -765,11 +769,11 @@ def _like(text: str) -> str:
 
 
 def _exact(columns: dict[str, str | None]) -> tuple[str, list[str]]:
-    """A WHERE clause (or "") and its parameters keeping rows whose columns equal the
-    given values (None: any; "": none, NULL or empty)."""
+    """A WHERE condition (``1`` when none is given) and its parameters keeping rows whose
+    columns equal the given values (None: any; "": none, NULL or empty)."""
     given = {column: value for column, value in columns.items() if value is not None}
     tests = [f"{column} = ?" if value else f"({column} IS NULL OR {column} = ?)" for column, value in given.items()]
-    return ("WHERE " + " AND ".join(tests) if given else "", list(given.values()))
+    return " AND ".join(tests) or "1", list(given.values())
 
 
 def _blob(array: np.ndarray, dtype) -> bytes:

@@ -422,20 +422,18 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     def find_tracks(q: str, tag: str | None, min_prob: float, artist: str | None, album: str | None,
                     offset: int, limit: int) -> list[Track]:
         """A page of the tracks that match every filter given (see :func:`search`)."""
-        catalogue = library.catalogue
-        if not q.strip() and not tag:
-            return catalogue.listing(artist=artist, album=album, offset=offset, limit=limit)
-        matching = None
+        catalogue, names = library.catalogue, {"artist": artist, "album": album}
+        if not tag:
+            if q.strip():
+                return catalogue.search_text(q, limit=limit, offset=offset, **names)
+            return catalogue.listing(offset=offset, limit=limit, **names)
+        allowed = None
         if q.strip():
-            matching = [t for t in catalogue.search_text(q, limit=catalogue.count())
-                        if artist in (None, t.artist or "") and album in (None, t.album or "")]
+            allowed = [t.id for t in catalogue.search_text(q, limit=-1, **names)]
         elif artist is not None or album is not None:
-            matching = catalogue.listing(artist=artist, album=album, limit=-1)
-        if tag:
-            allowed = None if matching is None else [t.id for t in matching]
-            ranked = recommend.rank_by_tag(library, tag, k=limit, allowed=allowed, min_prob=min_prob, offset=offset)
-            return [r.track for r in ranked]
-        return matching[offset : offset + limit]
+            allowed = [t.id for t in catalogue.listing(limit=-1, **names)]
+        ranked = recommend.rank_by_tag(library, tag, k=limit, allowed=allowed, min_prob=min_prob, offset=offset)
+        return [r.track for r in ranked]
 
     @app.get("/api/tracks", summary="page through the tracks, or search them by words, artist, album and tag")
     def search(q: TextQuery = "", tag: TagQuery = None,
