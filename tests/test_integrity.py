@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from conftest import with_permission_checks
 from soundalike.audio import TrackMetadata
 from soundalike.cli import main
-from soundalike.library import Library, LibraryError, catalogue
+from soundalike.library import Library, LibraryError, catalogue, events
 from soundalike.library.catalogue import ModelDescription, TrackRecord
 from soundalike.server import create_app
 
@@ -241,12 +241,15 @@ def test_repair_recovers_what_can_be_read_and_keeps_the_damaged_file(damaged, tm
 def test_repair_without_the_model_record_keeps_no_track_and_names_them_all(library, capsys):
     """Tracks whose model is unknown cannot be compared with anything: they are listed
     as lost, for ``soundalike index`` to analyse again."""
+    with Library(library) as lib:
+        events.record(lib.catalogue, 1, "like", profile="ann")
     damage(library, first=1)  # the meta table's page
     assert main(["repair", "--library", str(library)]) == 0
     out = capsys.readouterr().out
     assert f"recovered 0 tracks and 0 failure records of {library}; lost {TRACKS} tracks:" in out
     with Library(library) as lib:
         assert lib.catalogue.count() == 0
+        assert [(e.kind, e.path) for e in events.events(lib.catalogue, "ann")] == [("like", "/music/song000.flac")]  # kept
 
 
 def test_repair_leaves_an_undamaged_library_as_it_is(library, capsys):

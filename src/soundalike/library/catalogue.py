@@ -36,6 +36,7 @@ import numpy as np
 
 from ..audio import TrackMetadata
 from ..errors import ParameterError, SoundalikeError
+from .events import SCHEMA as EVENTS_SCHEMA
 
 MAX_TRACK_ID = 2**63 - 1  # SQLite's largest integer: track ids lie in 0..MAX_TRACK_ID
 MAX_QUERY_WORDS = 64  # words of a text search (SQLite's expression depth allows about 500)
@@ -74,7 +75,7 @@ CREATE TABLE IF NOT EXISTS staged (  -- a re-analysis with meta.staged_model, no
     vector BLOB, tags BLOB, patches BLOB, starts BLOB,  -- as in tracks; NULL when the file failed
     reason TEXT                    -- why the file failed, NULL when it was analysed
 );
-"""
+""" + EVENTS_SCHEMA
 RECORD_COLUMNS = ("path, size, mtime_ns, artist, title, album, genre, duration, excerpt, "
                   "vector, tags, patches, starts")
 UPSERT_TRACK = (f"INSERT INTO tracks ({RECORD_COLUMNS}, added_at, generation) {{source}} "

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import Library
 from .catalogue import MODEL_KEYS, SCHEMA, LibraryError, writable
 
-TABLES = ("meta", "tracks", "failures", "staged")  # meta first: tracks are checked against it
+TABLES = ("meta", "tracks", "failures", "staged", "events")  # meta first: tracks are checked against it
 SQLITE_HEADER = b"SQLite format 3\0"
 # the tracks a damaged file held: named by its path index, counted on the table itself and on the artist index
 PATHS_IN_INDEX = "SELECT path FROM tracks INDEXED BY sqlite_autoindex_tracks_1"
