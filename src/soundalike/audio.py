@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import io
 import logging
 import math
 import os
@@ -137,15 +138,21 @@ def _describe(exc: BaseException) -> str:
     return text.strip().rstrip(".")
 
 
+def _source(path) -> Path | io.RawIOBase:
+    """A path as a Path; a seekable binary file object (a song read over HTTP, see
+    :mod:`soundalike.subsonic.remote`; its ``os.fspath`` names it) as it is."""
+    return path if isinstance(path, io.RawIOBase) else Path(path)
+
+
 def _open(path: Path) -> "_Source":
     """Open a file for decoding with FFmpeg, or libsndfile where FFmpeg gives up."""
     av = _pyav()
     try:
-        if path.is_dir():
+        if isinstance(path, Path) and path.is_dir():
             raise MediaError(path, "is a directory, not an audio file")
-        if path.exists() and path.stat().st_size == 0:
+        if isinstance(path, Path) and path.exists() and path.stat().st_size == 0:
             raise MediaError(path, "empty file (0 bytes)")
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path) if isinstance(path, Path) else path, metadata_errors="ignore")
     except MediaError:
         raise
     except FileNotFoundError:
@@ -354,7 +361,7 @@ def stream(
     MediaError
         The file is missing, unreadable, empty, not audio, corrupt or truncated.
     """
-    path = Path(path)
+    path = _source(path)
     _check_parameters(sr, start, duration)
     source = _open(path)
     try:
@@ -440,7 +447,7 @@ def load_excerpts(
     MediaError
         As :func:`stream`, or when an excerpt yields no audio at all.
     """
-    path = Path(path)
+    path = _source(path)
     _check_parameters(sr, min(starts, default=0.0), duration)
     source = _open(path)
     try:

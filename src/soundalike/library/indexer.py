@@ -282,7 +282,12 @@ def _fuller(stored: int | None, wanted: int) -> int:
 
 
 def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
-    """Analyse one file into a catalogue record; raises SoundalikeError on bad media."""
+    """Analyse one file (or a Subsonic server's song) into a catalogue record; raises
+    SoundalikeError on bad media."""
+    if f.path.startswith("subsonic+"):
+        from ..subsonic.remote import analyse_song
+
+        return analyse_song(f, model, excerpt)
     meta = audio.read_metadata(f.path)
     result = analysis.analyse_track(f.path, model, excerpt=excerpt, duration=meta.duration)
     return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=result.excerpt,
