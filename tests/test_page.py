@@ -441,6 +441,40 @@ def test_radio_plays_and_fills_the_queue(page):
     expect(page.locator("#radio-status")).to_contain_text("The radio is off")
 
 
+def test_likes_skips_and_dislikes_reach_the_api_under_the_page_profile(browser, server, signed_in):
+    page = open_page(browser, server, signed_in, path="/?profile=tester")
+    open_track(page, "Low Chord")
+    low_chord = int(page.url.rsplit("/", 1)[1])
+    page.click("#track-radio")
+    wait_playing(page)
+    page.click("#like")
+    expect(page.locator(".toast")).to_contain_text("Liked “Low Chord”: radios play more like it.")
+    expect(page.locator("#like")).to_have_attribute("aria-pressed", "true")
+    page.click("#radio-skip")  # left within 30 s: a skip
+    wait_playing(page)
+    page.click("#dislike")
+    expect(page.locator(".toast")).to_contain_text("it will not be played again")
+
+    def feedback(profile):
+        return page.evaluate(f"fetch('/api/feedback?profile={profile}').then(r => r.json())")
+
+    page.wait_for_function("fetch('/api/feedback?profile=tester').then(r => r.json())"
+                           ".then(e => e.some(x => x.kind === 'dislike'))")
+    felt = [(e["kind"], e["track_id"], e["source"]) for e in reversed(feedback("tester")) if e["kind"] != "play"]
+    assert felt[:2] == [("like", low_chord, "page"), ("skip", low_chord, "page")]
+    assert felt[2][0] == "dislike" and felt[2][1] != low_chord
+    assert not [e for e in feedback("default") if e["kind"] in ("like", "dislike")]  # profiles apart
+    expect(page.locator("#radio-profile")).to_contain_text("profile “tester”")
+    page.click("#for-you")
+    expect(page.locator("#radio-status")).to_contain_text("For you: tracks near what you liked")
+    expect(page.locator("#radio-history .why").first).to_contain_text("you liked")
+    assert felt[2][1] not in [int(i) for i in rows(page, "#radio-history").evaluate_all(
+        "items => items.map(i => i.dataset.id)")]
+    shot(page, "for-you")
+    page.context.close()
+    assert not page.errors
+
+
 def test_a_track_that_cannot_play_is_explained_and_the_radio_moves_on(page):
     open_track(page, "Lost Tape")
     lost = page.url.rsplit("/", 1)[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import errno
 import json
 import logging
@@ -22,11 +23,16 @@ import numpy as np
 from . import __version__, audio, playlists, recommend
 from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import ParameterError, SoundalikeError
-from .library import Library, indexer
+from .library import Library, events, indexer
+from .library.events import DEFAULT_PROFILE, check_profile
 from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, FORMER_LIBRARY_DEFAULTS, REGISTRY, is_model_path, load_model
 from .playlist_files import Entry, write_m3u, write_xspf
 from .train.config import INITS, MODELS, TrainConfig
 from .units import human_size
+
+
+SUBSONIC_USER_HELP = ("the server's user; the password is read from $SOUNDALIKE_SUBSONIC_PASSWORD or asked "
+                      "($SOUNDALIKE_SUBSONIC_API_KEY: an OpenSubsonic API key instead)")
 
 
 class EmptyLibraryError(SoundalikeError):
@@ -116,8 +122,8 @@ def _switch(catalogue, model_name: str, plan) -> list[tuple[str, str]] | None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    if not args.dirs and not args.reanalyze:
-        raise ParameterError("give the folders (or files) of music to index")
+    if not args.dirs and not args.reanalyze and not args.subsonic:
+        raise ParameterError("give the folders (or files) of music to index, or --subsonic URL")
     path = _library_path(args)
     with _writing(path), Library(path, create=True) as library:
         return _index(args, library)
@@ -147,8 +153,13 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     model_name, reanalyze = _model_for_run(args, catalogue)
     if reanalyze:
         catalogue.begin_staging(indexer.describe(model_name))
-    plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt,
-                        reanalyze=reanalyze)
+    if args.subsonic:  # the server's songs instead of folders
+        from .subsonic.commands import index_plan
+
+        plan = index_plan(args, catalogue, reanalyze)
+    else:
+        plan = indexer.plan(catalogue, args.dirs, retry_failed=args.retry_failed, excerpt=args.excerpt,
+                            reanalyze=reanalyze)
     for path, reason in plan.unreadable:
         print(f"soundalike: warning: cannot read {path} ({reason}); the tracks under it are kept",
               file=sys.stderr)
@@ -240,26 +251,102 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit_playlist(tracks, args: argparse.Namespace) -> None:
+def _emit_playlist(tracks, args: argparse.Namespace, why: list[str | None] | None = None) -> None:
+    """Write or print a playlist; ``why``: a reason per track (radio with a taste), or None."""
+    if args.replace and not args.mpd:
+        raise ParameterError("--replace clears MPD's queue: give it with --mpd")
+    why = why or [None] * len(tracks)
     entries = [Entry(t.path, t.artist, t.title, t.album, t.duration) for t in tracks]
     for out, write in ((args.m3u, write_m3u), (args.xspf, write_xspf)):
         if out:
             write(entries, out, relative=args.relative)
             print(f"wrote {len(entries)} tracks to {out}", file=sys.stderr)
     if args.json:
-        print(json.dumps([t.as_dict() for t in tracks], ensure_ascii=False))
-    elif not (args.m3u or args.xspf):
-        for i, t in enumerate(tracks, 1):
-            print(f"{i:3d}  {t.label}\n       {t.path}")
+        print(json.dumps([{**t.as_dict(), **({"why": w} if w else {})} for t, w in zip(tracks, why)],
+                         ensure_ascii=False))
+    if args.mpd:
+        from . import mpd
+
+        added = mpd.enqueue(mpd.address(args.host, args.port, args.password), tracks, music_dir=args.music_dir,
+                            replace=args.replace, note=_note)
+        print(f"added {added} tracks to MPD's queue", file=sys.stderr)
+    if args.to_subsonic:
+        from .subsonic.commands import emit
+
+        emit(args, tracks)
+    elif not (args.json or args.m3u or args.xspf or args.mpd):
+        for i, (t, w) in enumerate(zip(tracks, why), 1):
+            print(f"{i:3d}  {t.label}\n       {t.path}" + (f"\n       why: {w}" if w else ""))
 
 
 def cmd_radio(args: argparse.Namespace) -> int:
+    from . import feedback
+
     settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
                                        random_seed=args.random_seed)
+    if bool(args.seeds) == args.for_you:
+        raise ParameterError("give seed songs, or --for-you to play from what the profile likes, not both")
     with _reading(args) as library:
-        seeds = [library.resolve(q, note=_note) for q in args.seeds]
-        tracks = list(playlists.radio(library, seeds, settings, length=args.length))
-        _emit_playlist(tracks, args)
+        check_profile(args.profile)
+        if args.for_you:
+            taste = feedback.taste(library, args.profile, half_life=feedback.PROFILE_HALF_LIFE)
+            tracks = list(playlists.for_you(library, taste, settings, length=args.length))
+        else:
+            taste = feedback.taste(library, args.profile)
+            seeds = [library.resolve(q, note=_note) for q in args.seeds]
+            tracks = list(playlists.radio(library, seeds, settings, length=args.length, taste=taste))
+        why = [taste.why(library, v) for v in library.vectors([t.id for t in tracks])] if not taste.empty else None
+        _emit_playlist(tracks, args, why)
+    return 0
+
+
+def cmd_feel(args: argparse.Namespace) -> int:
+    """``like`` and ``dislike``: one event for a library track."""
+    with Library(args.library, create=False) as library:
+        seed = library.resolve(args.query, note=_note)
+        if seed.track is None:
+            raise ParameterError(f"{args.query}: not a track of the library; only library tracks can be {args.command}d")
+        events.record(library.catalogue, seed.track.id, args.command, profile=args.profile, source="cli")
+        print(f"{args.command}d {seed.track.label!r} (id {seed.track.id}, profile {args.profile!r})")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    with Library(args.library, create=False) as library:
+        profile = None if args.all_profiles else check_profile(args.profile)
+        if args.export:
+            n = events.export_csv(library.catalogue, args.export, profile)
+            print(f"wrote {n} events to {args.export}", file=sys.stderr)
+            return 0
+        found = events.events(library.catalogue, profile)
+        if args.json:
+            print(json.dumps([e.as_dict() for e in found], ensure_ascii=False))
+            return 0
+        counts = events.profiles(library.catalogue)
+        if not counts:
+            print("no listening events yet: like, dislike, skip or play tracks (soundalike like TRACK, the page, "
+                  "soundalike mpd)")
+            return 0
+        print("profiles: " + ", ".join(f"{name} ({n} events)" for name, n in counts))
+        labels = {t.id: t.label for t in library.catalogue.tracks({e.track_id for e in found if e.track_id})}
+        for e in found[-args.last:]:
+            when = datetime.datetime.fromtimestamp(e.at).strftime("%Y-%m-%d %H:%M")
+            seconds = f" at {e.seconds:.0f} s" if e.kind == "skip" and e.seconds is not None else (
+                f" for {e.seconds:.0f} s" if e.seconds is not None else "")
+            print(f"{when}  {e.profile:<10} {e.kind:<7} {labels.get(e.track_id, e.path)}{seconds}  ({e.source})")
+    return 0
+
+
+def cmd_mpd(args: argparse.Namespace) -> int:
+    from . import mpd
+
+    settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
+                                       random_seed=args.random_seed)
+    where = mpd.address(args.host, args.port, args.password)
+    with _reading(args) as library:
+        check_profile(args.profile)
+        mpd.serve(mpd.Radio(library, where, settings, ahead=args.ahead, music_dir=args.music_dir, tag=args.tag,
+                            min_prob=args.min_prob, profile=args.profile, say=mpd.say))
     return 0
 
 
@@ -381,10 +468,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = {"max_analyses": args.max_analyses} if args.max_analyses else {}
     app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024, map_at_start=True,
                      **limits)
+    if args.subsonic_upstream:
+        from .subsonic.commands import wrap_app
+
+        app = wrap_app(app, args.subsonic_upstream)
     where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
+
+
+def cmd_subsonic_link(args: argparse.Namespace) -> int:
+    from .subsonic.commands import cmd_link
+
+    return cmd_link(args)
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
@@ -542,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the library keeps answering with its old model until all are done, then switches at once")
     p.add_argument("--aggregate", choices=["mean", "tfidf"], default=None,
                    help="track vector from patches: mean (default) or TF-IDF weighted as in Deej-A.I.")
+    p.add_argument("--subsonic", metavar="URL", help="index the songs of this Subsonic server through its API")
+    p.add_argument("--user", help=SUBSONIC_USER_HELP)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("similar", parents=[lib], help="tracks that sound like a track or any audio file")
@@ -554,21 +653,63 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print JSON: a list of {rank, score, id, path, artist, title, album, duration, tags}")
     p.set_defaults(func=cmd_similar)
 
-    out = argparse.ArgumentParser(add_help=False)
+    chance = argparse.ArgumentParser(add_help=False)
+    chance.add_argument("--drunk", type=_fraction, default=0.0, help="randomness, 0 (none) to 1 (adventurous)")
+    chance.add_argument("--random-seed", type=_integer(0, 2**63 - 1), default=None, help="reproduce a random playlist")
+    steering = argparse.ArgumentParser(add_help=False)
+    steering.add_argument("--keep-on", type=_integer(1), default=3, help="steer by the last K tracks (default 3)")
+    steering.add_argument("--artist-gap", type=_integer(0), default=3, help="no artist twice within G tracks (default 3)")
+    player = argparse.ArgumentParser(add_help=False)
+    player.add_argument("--host", default=None,
+                        help="MPD's host, socket path or @abstract socket (default: $MPD_HOST, which may be "
+                             "PASSWORD@HOST, else localhost)")
+    player.add_argument("--port", type=_integer(1, 65535), default=None, help="MPD's port (default: $MPD_PORT, else 6600)")
+    player.add_argument("--password", default=None, help="MPD's password (default: the one in $MPD_HOST)")
+    player.add_argument("--music-dir", default=None,
+                        help="MPD's music directory on this machine (default: asked from MPD, over its socket)")
+
+    out = argparse.ArgumentParser(add_help=False, parents=[chance, player])
     group = out.add_mutually_exclusive_group()
     group.add_argument("--json", action="store_true", help="print the playlist as JSON")
     group.add_argument("--m3u", type=_output_file, metavar="OUT", help="write an extended M3U8 playlist")
+    out.add_argument("--to-subsonic", metavar="NAME", help="create or replace this playlist on the linked Subsonic server")
+    out.add_argument("--subsonic", metavar="URL", help="which linked Subsonic server, when there are several")
     group.add_argument("--xspf", type=_output_file, metavar="OUT", help="write an XSPF playlist")
     out.add_argument("--relative", action="store_true", help="paths relative to the playlist file")
-    out.add_argument("--drunk", type=_fraction, default=0.0, help="randomness, 0 (none) to 1 (adventurous)")
-    out.add_argument("--random-seed", type=_integer(0, 2**63 - 1), default=None, help="reproduce a random playlist")
+    out.add_argument("--mpd", action="store_true", help="add the playlist to MPD's queue (see --host)")
+    out.add_argument("--replace", action="store_true", help="with --mpd: clear MPD's queue first")
 
-    p = sub.add_parser("radio", parents=[lib, out], help="keep playing songs like these")
-    p.add_argument("seeds", nargs="+", help="seed songs: " + QUERY_HELP)
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("--profile", default=DEFAULT_PROFILE,
+                         help="whose listening: events are stored and learnt from per profile (default %(default)s)")
+
+    p = sub.add_parser("radio", parents=[lib, out, steering, profile], help="keep playing songs like these")
+    p.add_argument("seeds", nargs="*", help="seed songs: " + QUERY_HELP)
+    p.add_argument("--for-you", action="store_true",
+                   help="no seeds: play near what the profile liked and played through, away from what it skipped")
     p.add_argument("--length", type=_integer(1), default=20, help="tracks to play (default 20)")
-    p.add_argument("--keep-on", type=_integer(1), default=3, help="steer by the last K tracks (default 3)")
-    p.add_argument("--artist-gap", type=_integer(0), default=3, help="no artist twice within G tracks (default 3)")
     p.set_defaults(func=cmd_radio)
+
+    p = sub.add_parser("mpd", parents=[lib, player, chance, steering, profile],
+                       help="keep MPD's queue full of songs like those it plays (a daemon; stop it with Ctrl-C)")
+    p.add_argument("--ahead", type=_integer(1), default=5, help="songs to keep queued after the current one (default 5)")
+    p.add_argument("--tag", help="only tracks predicted to have this tag (or with this genre)")
+    p.add_argument("--min-prob", type=_fraction, default=0.5, help="tag probability threshold (default 0.5)")
+    p.set_defaults(func=cmd_mpd)
+
+    for verb, what in (("like", "the radio plays more like it"), ("dislike", "the radio never plays it again")):
+        p = sub.add_parser(verb, parents=[lib, profile], help=f"{verb} a track: {what}")
+        p.add_argument("query", help="a track of the library: its path, its id, or words of its artist, title...")
+        p.set_defaults(func=cmd_feel)
+
+    p = sub.add_parser("feedback", parents=[lib, profile],
+                       help="what the profile played, skipped, liked and disliked; export it as CSV")
+    p.add_argument("--export", type=_output_file, metavar="OUT.csv",
+                   help="write the events to this CSV file: profile, track_id, path, kind, seconds, source, at, time")
+    p.add_argument("--all-profiles", action="store_true", help="every profile's events, not only --profile's")
+    p.add_argument("--last", type=_integer(1), default=20, help="how many of the latest events to print (default 20)")
+    p.add_argument("--json", action="store_true", help="print every event as JSON")
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("path", parents=[lib, out], help="a journey from one song to another, through others")
     p.add_argument("songs", nargs="+", help="start, waypoints and end, each " + QUERY_HELP)
@@ -642,7 +783,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-analyses", type=_integer(1), default=None,
                    help="uploads analysed at once; more are asked to retry (503) (default: 2)")
     p.add_argument("--max-upload-mb", type=_integer(1), default=100, help="upload size limit (default %(default)s MB)")
+    p.add_argument("--subsonic-upstream", metavar="URL",
+                   help="answer Subsonic apps at /rest: every call passed to this server, sonic similarity added")
     p.set_defaults(func=cmd_serve)
+
+    subsonic = sub.add_parser("subsonic", help="link the library to a Subsonic server (Navidrome, gonic...)"
+                              ).add_subparsers(dest="subsonic_command", required=True, metavar="COMMAND",
+                                               help="link: match the server's songs to library tracks")
+    p = subsonic.add_parser("link", parents=[lib], help="match the server's songs to library tracks (again: picks up changes)")
+    p.add_argument("url", help="the server's address, as an app is given it")
+    p.add_argument("--user", help=SUBSONIC_USER_HELP)
+    p.set_defaults(func=cmd_subsonic_link)
 
     p = sub.add_parser("stats", parents=[lib], help="counts, failures, model, size on disk")
     p.add_argument("--json", action="store_true",

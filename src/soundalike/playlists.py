@@ -13,10 +13,12 @@ import numpy as np
 
 from .analysis import normalize
 from .errors import ParameterError
+from .feedback import Taste, clusters
 from .library import Library, Seed, Track
 from .recommend import is_duplicate
 
 CANDIDATES = 50  # nearest tracks considered per step, before rules are applied
+LEARNING_CANDIDATES = 200  # with a listener's taste, which can lift a track from further away
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,33 +53,56 @@ def _drunk_pick(scores: np.ndarray, drunk: float, rng: np.random.Generator) -> i
 
 
 def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], settings: RadioSettings,
-               rng: np.random.Generator | None = None) -> Track | None:
+               rng: np.random.Generator | None = None, taste: Taste | None = None,
+               allowed: np.ndarray | None = None) -> Track | None:
     """The next track of a radio started from ``seeds`` that has played ``history`` (track ids).
 
     Stateless, so a web page can ask one track at a time with its current settings.
     The query is the mean unit vector of the last ``keep_on`` items of seeds +
-    history; tracks already played, seeds, their duplicates and artists heard within
-    ``artist_gap`` tracks are skipped. None when nothing is left.
+    history (tracks the listener skipped do not steer); tracks already played, seeds,
+    their duplicates and artists heard within ``artist_gap`` tracks are skipped. A
+    listener's ``taste`` (see :mod:`soundalike.feedback`) moves the query and rescores
+    the candidates, and its ``never`` tracks are not played. ``allowed`` (track ids):
+    only these are played (a tag's, or those a player has). None when nothing is left.
     """
-    rng = rng if rng is not None else np.random.default_rng(settings.random_seed)
     history = list(history)
     history_tracks = library.catalogue.tracks(history)
-    # everything played so far, seeds first: (unit vector, duration)
-    played = [(s.vector, s.duration) for s in seeds]
+    # everything played so far, seeds first: (track id or None, unit vector, duration)
+    played = [(s.track.id if s.track else None, s.vector, s.duration) for s in seeds]
     if history:
-        played += list(zip(library.vectors(history), (t.duration for t in history_tracks)))
-    query = normalize(np.mean([v for v, _ in played[-settings.keep_on:]], axis=0))
-    avoid = {s.track.id for s in seeds if s.track is not None} | set(history)
-    recent_artists = set()
-    if settings.artist_gap:
-        recent = [s.artist for s in seeds] + [t.artist for t in history_tracks]
-        recent_artists = {a.casefold() for a in recent[-settings.artist_gap:] if a}
-    fetch = CANDIDATES + len(avoid)
+        played += list(zip(history, library.vectors(history), (t.duration for t in history_tracks)))
+    skipped = set(taste.skipped_ids.tolist()) if taste else set()
+    steering = [v for i, v, _ in played if i not in skipped] or [v for _, v, _ in played[:len(seeds)]]
+    query = normalize(np.mean(steering[-settings.keep_on:], axis=0))
+    recent = [s.artist for s in seeds] + [t.artist for t in history_tracks]
+    avoid = {i for i, _, _ in played if i is not None}
+    return _pick(library, query, avoid, [(v, d) for _, v, d in played], recent, settings, rng, taste,
+                 allowed=allowed)
+
+
+def _pick(library: Library, query: np.ndarray, avoid: set[int], played: list[tuple[np.ndarray, float | None]],
+          recent_artists: list[str | None], settings: RadioSettings, rng: np.random.Generator | None,
+          taste: Taste | None, *, steer: bool = True, allowed: np.ndarray | None = None) -> Track | None:
+    """The track to play next near unit ``query`` (d,), moved by the taste when ``steer``:
+    not in ``avoid`` nor ``taste.never``, no duplicate of a ``played`` (vector,
+    duration), no artist among the last ``artist_gap`` of ``recent_artists``; ranked
+    by cosine plus the taste's bias. Nor a duplicate of a track the taste never plays
+    (another copy of a disliked song)."""
+    rng = rng if rng is not None else np.random.default_rng(settings.random_seed)
+    learning = taste is not None and not taste.empty
+    if learning and steer:
+        query = taste.steer(query)
+    if taste is not None and taste.never:
+        avoid = avoid | taste.never
+        played = played + _with_durations(library, sorted(taste.never))
+    artists = {a.casefold() for a in recent_artists[-settings.artist_gap:] if a} if settings.artist_gap else set()
+    considered = LEARNING_CANDIDATES if learning else CANDIDATES
+    fetch = considered + len(avoid)
     while True:
-        found = library.candidates(query, fetch)
+        found = library.candidates(query, fetch, allowed=allowed)
         ok = []
         for row, track in enumerate(found.tracks):
-            if track.id in avoid or (track.artist and track.artist.casefold() in recent_artists):
+            if track.id in avoid or (track.artist and track.artist.casefold() in artists):
                 continue
             if any(is_duplicate(float(found.unit[row] @ v), track.duration, d) for v, d in played):
                 continue
@@ -87,19 +112,77 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
         fetch *= 4
     if not ok:
         return None
-    pool = ok[: max(1, round(1 + settings.drunk * (CANDIDATES - 1)))]
-    return found.tracks[pool[_drunk_pick(found.scores[pool], settings.drunk, rng)]]
+    ok = np.array(ok[:considered])
+    scores = found.scores[ok] + (taste.bias(found.ids[ok], found.unit[ok]) if learning else 0)
+    ranked = np.argsort(-scores, kind="stable")
+    pool = ranked[: max(1, round(1 + settings.drunk * (CANDIDATES - 1)))]
+    return found.tracks[ok[pool[_drunk_pick(scores[pool], settings.drunk, rng)]]]
 
 
 def radio(library: Library, seeds: Sequence[Seed], settings: RadioSettings = RadioSettings(), *,
-          length: int | None = None) -> Iterator[Track]:
-    """Keep playing: yields up to ``length`` tracks (forever if None) until the library runs dry."""
+          length: int | None = None, taste: Taste | None = None) -> Iterator[Track]:
+    """Keep playing: yields up to ``length`` tracks (forever if None) until the library
+    runs dry; ``taste``: see :func:`next_track`."""
     if not seeds:
         raise ParameterError("radio needs at least one seed")
     rng = np.random.default_rng(settings.random_seed)
     history: list[int] = []
     while length is None or len(history) < length:
-        track = next_track(library, seeds, history, settings, rng)
+        track = next_track(library, seeds, history, settings, rng, taste)
+        if track is None:
+            return
+        history.append(track.id)
+        yield track
+
+
+def next_for_you(library: Library, taste: Taste, history: Sequence[int], settings: RadioSettings,
+                 rng: np.random.Generator | None = None) -> Track | None:
+    """The next track of a "for you" mix that has played ``history``: the taste cluster
+    whose turn it is (each cluster's share of the plays follows its share of the likes;
+    see :func:`soundalike.feedback.clusters`) lends one of its liked tracks, in turn,
+    and the pick sounds like it, away from what was skipped; never a liked, disliked or
+    lately skipped track nor one of ``history``. ParameterError when nothing is liked."""
+    centres, shares, member = clusters(taste)
+    if not len(centres):
+        raise ParameterError("no liked or long-played tracks yet for this profile; like some first "
+                             "(soundalike like TRACK, or the page's heart)")
+    turns = _turns(shares, len(history) + 1)
+    cluster = turns[-1]
+    liked = np.flatnonzero(member == cluster)
+    liked = liked[np.argsort(-taste.like_weights[liked], kind="stable")]
+    anchor = liked[(turns.count(cluster) - 1) % len(liked)]
+    history = list(history)
+    history_tracks = library.catalogue.tracks(history)
+    played = _with_durations(library, history) + _with_durations(library, taste.liked_ids.tolist())
+    avoid = set(history) | set(taste.liked_ids.tolist())
+    return _pick(library, taste.liked[anchor], avoid, played, [t.artist for t in history_tracks], settings, rng,
+                 taste, steer=False)
+
+
+def _with_durations(library: Library, ids: list[int]) -> list[tuple[np.ndarray, float | None]]:
+    """(unit vector, duration) of each track of ``ids``, in order (for duplicate checks)."""
+    durations = {t.id: t.duration for t in library.catalogue.tracks(ids)}
+    return list(zip(library.vectors(ids), (durations[i] for i in ids)))
+
+
+def _turns(shares: np.ndarray, n: int) -> list[int]:
+    """The clusters whose turn the first ``n`` tracks are, when cluster j is to have
+    ``shares[j]`` of them: each time the one furthest behind its share (the heaviest on ties)."""
+    counts = np.zeros(len(shares))
+    turns = []
+    for _ in range(n):
+        turns.append(int(np.argmin(counts / shares)))
+        counts[turns[-1]] += 1
+    return turns
+
+
+def for_you(library: Library, taste: Taste, settings: RadioSettings = RadioSettings(), *,
+            length: int | None = None) -> Iterator[Track]:
+    """The "for you" mix: yields up to ``length`` tracks (see :func:`next_for_you`)."""
+    rng = np.random.default_rng(settings.random_seed)
+    history: list[int] = []
+    while length is None or len(history) < length:
+        track = next_for_you(library, taste, history, settings, rng)
         if track is None:
             return
         history.append(track.id)

@@ -70,13 +70,13 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 
-from .. import analysis, audio, playlists, recommend
+from .. import analysis, audio, feedback, playlists, recommend
 from ..errors import MediaError, ParameterError, SoundalikeError
-from ..library import Catalogue, Library, QueryError, Seed
+from ..library import Catalogue, Library, QueryError, Seed, events
 from ..library.catalogue import MAX_TRACK_ID, LibraryError, Track
 from ..library.vectors import VectorIndex
 from ..playlist_files import Entry, m3u_text
-from . import media, projection
+from . import listening, media, projection
 from .auth import Sessions, signed_out
 
 STATIC = Path(__file__).parent / "static"
@@ -156,6 +156,7 @@ SENTENCES = {
     "model_attributes_type": "{name} must be a JSON object",
     "dict_type": "{name} must be a JSON object",
     "json_invalid": "the body is not valid JSON",
+    "string_pattern_mismatch": "{name} must be " + events.PROFILE_RULE,  # the profile is the one pattern
 }
 
 
@@ -187,6 +188,9 @@ class RadioRequest(BaseModel):
     drunk: float = Field(0.0, ge=0, le=1, description="randomness, 0 (none) to 1 (adventurous)")
     artist_gap: int = Field(3, ge=0, le=RADIO_HISTORY)
     random_seed: RandomSeed = None
+    profile: listening.Profile | None = Field(None, description=(
+        "learn from this profile's listening: move toward what it liked and away from what it skipped lately, "
+        "never play what it disliked; each pick then says why"))
 
 
 class PathRequest(BaseModel):
@@ -261,15 +265,26 @@ class ServedLibrary(Library):
         if getattr(self._local, "catalogue", None) is not None:
             yield
             return
+        with self._connection() as catalogue, catalogue.snapshot():
+            # the snapshot starts with its first read, in here: states are taken in
+            # order, so the index shared by later requests only moves forward
+            with self._starting:
+                self._local.index = super().index
+            yield
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Write (listening events) in this thread, on a connection outside any read snapshot."""
+        with self._connection():
+            yield
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Catalogue]:
+        """A pooled connection, as this thread's :attr:`catalogue` until the block ends."""
         catalogue = self._idle.pop() if self._idle else Catalogue(self.path, create=False)
         self._local.catalogue = catalogue
         try:
-            with catalogue.snapshot():
-                # the snapshot starts with its first read, in here: states are taken in
-                # order, so the index shared by later requests only moves forward
-                with self._starting:
-                    self._local.index = super().index
-                yield
+            yield catalogue
         finally:
             self._local.index = self._local.catalogue = None
             self._idle.append(catalogue)
@@ -517,8 +532,14 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
             present = {t.id for t in library.catalogue.tracks(recent)}
             history = [i for i in recent if i in present]
             rng = np.random.default_rng(body.random_seed)
-            chosen = playlists.next_track(library, seeds, history, settings, rng)
-            return with_tags([chosen])[0] if chosen else None
+            if body.profile is None:
+                chosen = playlists.next_track(library, seeds, history, settings, rng)
+                return with_tags([chosen])[0] if chosen else None
+            taste = feedback.taste(library, body.profile)
+            chosen = playlists.next_track(library, seeds, history, settings, rng, taste)
+            return listening.explained(library, taste, chosen, with_tags)
+
+    listening.add_routes(app, library, with_tags=with_tags, errors=errors)
 
     @app.post("/api/path", summary="a journey through the given songs, in small even steps",
               responses=errors(400, 404, 413))

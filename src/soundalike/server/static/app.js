@@ -7,7 +7,7 @@ import { forgetBrowsing, initLibrary, showAlbum, showAlbums, showArtist, showArt
 import { drawIcons } from "./icons.js";
 import { initMap, showMap } from "./map.js";
 import { addToPath, initMixes, restorePath, showPath, showRadio, startRadio } from "./mixes.js";
-import { initPlayer, next, previous, restoreQueue, seekBack, seekForward, toggleMute, togglePlay,
+import { initPlayer, next, previous, rate, restoreQueue, seekBack, seekForward, toggleMute, togglePlay,
          toggleQueue } from "./player.js";
 import { $, initTheme, plural, showError } from "./ui.js";
 
@@ -53,6 +53,7 @@ const SHORTCUTS = {
   "/": () => { location.hash = "#/"; $("search-input").focus(); },
   "?": () => $("shortcuts").showModal(),
   q: () => toggleQueue(),
+  l: () => rate("like"),
 };
 
 function onKey(event) {

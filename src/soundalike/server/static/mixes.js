@@ -1,6 +1,7 @@
 // Playing by sound: a radio from a track, a path between songs, songs like one of yours.
 
 import { api, post, sentence, tracksById } from "./api.js";
+import { profile } from "./listening.js";
 import { autofilling, playAll, stopAutofill } from "./player.js";
 import { toast, trackRow, why } from "./rows.js";
 import { $, button, chips, el, emptyItem, plural, showError, trackTitle } from "./ui.js";
@@ -8,23 +9,54 @@ import { $, button, chips, el, emptyItem, plural, showError, trackTitle } from "
 // --- radio ----------------------------------------------------------------------------------------
 let radio = null; // {seed, history: ids played or queued, autofill}
 
-export function startRadio(seed) {
-  const history = [seed.id];
+/** An autofill that asks `ask(history)` for each next track; `done` says why it stopped when it returns none. */
+function radioAutofill(ask, history, done) {
   const autofill = async () => {
-    const track = await post("/api/radio/next", { seeds: [seed.id], history, keep_on: +$("keep-on").value,
-                                                  drunk: +$("drunk").value });
+    const track = await ask(history);
     if (radio?.autofill !== autofill) return null;
-    if (!track) { radioStatus(`The radio from “${trackTitle(seed)}” has played every track of the library.`); return null; }
+    if (!track) { radioStatus(done); return null; }
     history.push(track.id);
-    $("radio-history").append(trackRow(track));
+    $("radio-history").append(radioRow(track));
     return track;
   };
-  radio = { seed, autofill };
+  return autofill;
+}
+
+/** A track the radio picked, with why when the listener's likes and skips steered it. */
+const radioRow = (track) => trackRow(track, { why: track.why ? el("p", { class: "why small muted" }, sentence(track.why)) : null });
+
+function begin(autofill, first, status) {
+  radio = { autofill };
   $("radio-history").replaceChildren();
-  radioStatus(`Radio from “${trackTitle(seed)}”: each next track sounds like the last ones.`);
+  radioStatus(status);
   setRadioButtons(true);
-  playAll([seed], autofill);
+  playAll([first], autofill);
   location.hash = "#/radio";
+}
+
+export function startRadio(seed) {
+  const ask = (history) => post("/api/radio/next", { seeds: [seed.id], history, keep_on: +$("keep-on").value,
+                                                     drunk: +$("drunk").value, profile });
+  begin(radioAutofill(ask, [seed.id], `The radio from “${trackTitle(seed)}” has played every track of the library.`),
+        seed, `Radio from “${trackTitle(seed)}”: each next track sounds like the last ones, and moves away from what you skip.`);
+}
+
+/** "For you": no seed, near what the profile liked and played through, away from what it skipped. */
+async function startForYou() {
+  const ask = (history) => post("/api/foryou/next", { history, drunk: +$("drunk").value, profile });
+  let first;
+  try {
+    first = await ask([]);
+  } catch (error) {
+    radioStatus(error.status === 422 ? "Nothing to go on yet: like a few tracks (the heart in the player) or play " +
+                "some to their end, then ask again." : error.message);
+    return;
+  }
+  if (!first) { radioStatus("Every track near what you like has been played."); return; }
+  const history = [first.id];
+  begin(radioAutofill(ask, history, "The mix has played every track near what you like."), first,
+        "For you: tracks near what you liked, taking turns between the kinds of music you love.");
+  $("radio-history").append(radioRow(first));
 }
 
 /** The radio view: says so when something else took over the queue since the radio started. */
@@ -205,6 +237,9 @@ export function initMixes() {
   showValue($("path-drunk"), $("path-drunk-value"));
   $("radio-skip").onclick = () => $("next").click();
   $("radio-stop").onclick = stopRadio;
+  $("for-you").onclick = startForYou;
+  $("radio-profile").textContent = `Your likes and skips are kept under the profile “${profile}” ` +
+    "(open the page with ?profile=NAME for another).";
   $("radio-history").replaceChildren(emptyItem("The radio has played nothing yet.",
                                                "The tracks a radio plays are listed here."));
   $("path-length").onchange = () => clamped($("path-length"));

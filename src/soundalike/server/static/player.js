@@ -2,6 +2,8 @@
 
 import { audioProblem, tracksById, urls } from "./api.js";
 import { setIcon } from "./icons.js";
+import { feel, listened } from "./listening.js";
+import { toast } from "./rows.js";
 import { $, artistName, button, el, fmtTime, trackCover, trackTitle } from "./ui.js";
 
 const audio = $("player");
@@ -20,6 +22,7 @@ const state = {
   filling: null, // the autofill under way
   failures: 0, // tracks in a row that could not play
   keys: 0,
+  started: false, // the loaded track has played (so leaving it is a play or a skip)
 };
 
 const changed = (what) => events.dispatchEvent(new Event(what));
@@ -29,6 +32,7 @@ export const upcoming = () => state.queue.length - state.index - 1;
 
 // --- what plays -----------------------------------------------------------------------------------
 function load(index, start = 0) {
+  leave();
   state.index = index;
   const track = current();
   if (!state.failures) hideError(); // else it says why the player moved on to this track
@@ -111,7 +115,34 @@ export const seekForward = () => seekBy(SEEK_STEP);
 export const seekBack = () => seekBy(-SEEK_STEP);
 export const toggleMute = () => { audio.muted = !audio.muted; };
 
+/** Tell the server where the listener left the track that was playing (`ended`: it played to its end). */
+function leave(ended = false) {
+  const track = current();
+  if (track && state.started) listened(track, ended ? audio.duration || audio.currentTime : audio.currentTime, ended);
+  state.started = false;
+}
+
+/** Like or dislike the track that plays; a disliked one is left at once (and never played by a radio again). */
+export async function rate(kind) {
+  const track = current();
+  if (!track) return;
+  try {
+    await feel(track, kind);
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  if (kind === "like") {
+    $("like").setAttribute("aria-pressed", "true");
+    toast(`Liked “${trackTitle(track)}”: radios play more like it.`);
+  } else {
+    toast(`Disliked “${trackTitle(track)}”: it will not be played again.`);
+    if (current() === track) { state.started = false; await next(); }
+  }
+}
+
 function stop() {
+  leave();
   audio.pause();
   audio.removeAttribute("src");
   audio.load();
@@ -222,6 +253,8 @@ function showTrack(track) {
   title.textContent = track ? trackTitle(track) : "Nothing playing";
   title.href = track ? `#/track/${track.id}` : "#/";
   $("now-artist").textContent = track ? artistName(track.artist) : "";
+  $("like").disabled = $("dislike").disabled = !track;
+  $("like").setAttribute("aria-pressed", "false");
   const art = track ? trackCover(track, "small-cover") : el("div", { class: "cover small-cover empty-cover", icon: "music" });
   art.id = "now-cover";
   $("now-cover").replaceWith(art);
@@ -316,8 +349,8 @@ function mediaHandlers() {
 export function initPlayer() {
   audio.volume = Number(localStorage.getItem(VOLUME_KEY) ?? 1);
   audio.addEventListener("error", cannotPlay);
-  audio.addEventListener("playing", () => { state.failures = 0; });
-  audio.addEventListener("ended", next);
+  audio.addEventListener("playing", () => { state.failures = 0; state.started = true; });
+  audio.addEventListener("ended", () => { leave(true); next(); });
   audio.addEventListener("play", showPlaying);
   audio.addEventListener("pause", showPlaying);
   audio.addEventListener("timeupdate", showTimes);
@@ -336,6 +369,8 @@ export function initPlayer() {
     localStorage.setItem(VOLUME_KEY, audio.volume);
   };
   $("mute").onclick = toggleMute;
+  $("like").onclick = () => rate("like");
+  $("dislike").onclick = () => rate("dislike");
   $("queue-toggle").onclick = () => toggleQueue();
   $("queue-close").onclick = () => toggleQueue(false);
   $("queue-clear").onclick = clearQueue;
