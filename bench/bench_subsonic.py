@@ -39,7 +39,7 @@ import songs as collection  # noqa: E402
 from subsonic_server import PASSWORD, USER, Supysonic, free_port  # noqa: E402
 
 from soundalike.cli import main  # noqa: E402
-from soundalike.subsonic.client import PASSWORD_ENV  # noqa: E402
+from soundalike.subsonic.client import ALLOW_PLAIN_ENV, PASSWORD_ENV  # noqa: E402
 
 AUTH = {"u": USER, "p": PASSWORD, "v": "1.12.0", "c": "bench", "f": "json"}
 RECIPES = [("chord", i) for i in range(12)] + [("tone", f) for f in (110, 220, 330, 440, 660, 880, 1320, 1760)] + \
@@ -112,6 +112,7 @@ def main_bench() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     os.environ[PASSWORD_ENV] = PASSWORD
+    os.environ[ALLOW_PLAIN_ENV] = "1"  # supysonic takes no token, on loopback http://
     work = Path(tempfile.mkdtemp(prefix="bench-subsonic-"))
     music = work / "music"
     make_songs(music, args.songs, args.seconds)

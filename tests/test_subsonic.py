@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from songs import make_music
 from subsonic_server import PASSWORD, USER, Supysonic
 from soundalike.cli import main
-from soundalike.subsonic.client import PASSWORD_ENV
+from soundalike.subsonic.client import ALLOW_PLAIN_ENV, PASSWORD_ENV
 from soundalike.subsonic.proxy import NS, SubsonicProxy
 
 AUTH = {"u": USER, "p": PASSWORD, "v": "1.12.0", "c": "test"}
@@ -26,6 +26,7 @@ def setup(tmp_path_factory):
     assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
     with pytest.MonkeyPatch.context() as env, Supysonic(music, tmp_path_factory.mktemp("supysonic")) as server:
         env.setenv(PASSWORD_ENV, PASSWORD)
+        env.setenv(ALLOW_PLAIN_ENV, "1")  # supysonic takes no token: the password itself, on loopback
         assert main(["subsonic", "link", server.url, "--user", USER, "--library", str(library)]) == 0
         yield server, library, music
 
@@ -221,3 +222,24 @@ def test_radio_playlist_written_to_the_server(setup, capsys):
         (mine,) = [p for p in lists if p["name"] == "sonic mix"]
         entries = body(upstream(server, "getPlaylist", id=mine["id"], f="json"))["playlist"]["entry"]
         assert [e["id"] for e in entries] == expected
+
+
+def test_scrobbles_through_the_proxy_are_plays_of_the_user(setup, proxy):
+    from soundalike.library import Library, events
+
+    server, library, music = setup
+    by_title = songs(server)
+    low, high, noise = (by_title[t]["id"] for t in ("Low Chord", "High Tone", "Noise Wash"))
+    answers = [
+        proxy.get("/rest/scrobble", params=AUTH | {"id": low, "time": 1_700_000_000_000, "f": "json"}),
+        proxy.post("/rest/scrobble.view", data=AUTH | {"id": high, "f": "json"}),  # a form: passed on all the same
+        proxy.get("/rest/scrobble", params=AUTH | {"id": noise, "submission": "false", "f": "json"}),  # now playing
+        proxy.get("/rest/scrobble", params=AUTH | {"id": noise, "p": "wrong", "f": "json"}),
+    ]
+    assert [body(a)["status"] for a in answers] == ["ok", "ok", "ok", "failed"]  # the upstream's answers
+    assert body(answers[3])["error"]["code"] == 40
+    with Library(library) as lib:
+        plays = events.events(lib.catalogue, USER)
+    assert [(e.kind, e.source, e.path) for e in plays] == [("play", "subsonic", str(music / by_title[t]["path"]))
+                                                           for t in ("Low Chord", "High Tone")]
+    assert plays[0].at == 1_700_000_000.0

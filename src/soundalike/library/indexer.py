@@ -289,22 +289,29 @@ def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
 
         return analyse_song(f, model, excerpt)
     meta = audio.read_metadata(f.path)
-    result = analysis.analyse_track(f.path, model, excerpt=excerpt, duration=meta.duration)
+    measure = musical.enabled()
+    result = analysis.analyse_track(f.path, model, excerpt=excerpt, duration=meta.duration, keep_audio=measure)
     return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=result.excerpt,
                        vector=analysis.aggregate(result.embeddings), tags=result.tag_probabilities,
-                       patches=result.embeddings, starts=result.starts.astype("float32"))
+                       patches=result.embeddings, starts=result.starts.astype("float32"),
+                       musical=musical.measure(list(result.clips), model.window.sample_rate) if measure else None)
 
 
 # --- worker processes ----------------------------------------------------------------
 _MODEL = None
+# function -> args: each called in every worker process as it starts (module-level
+# functions, picklable args: e.g. a Subsonic server's credentials, never put in the environment)
+WORKER_SETUP: dict = {}
 
 
-def _init_worker(model_name: str, threads: int, parent: int) -> None:
+def _init_worker(model_name: str, threads: int, parent: int, setup: tuple = ()) -> None:
     import torch
 
     global _MODEL
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
+    for function, args in setup:
+        function(*args)
     _MODEL = load_model(model_name)
 
 
@@ -382,7 +389,8 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
         # After a worker died, the files it might have been analysing run one at a
         # time in a fresh pool: the one that kills it again is recorded as failed.
         pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                      initargs=(model_name, threads_per_worker(workers), os.getpid()))
+                                      initargs=(model_name, threads_per_worker(workers), os.getpid(),
+                                                tuple(WORKER_SETUP.items())))
         in_flight: dict[cf.Future, tuple[FileState, bool]] = {}
         broken = False
         try:

@@ -2,8 +2,10 @@
 
 Authentication, in the order tried: an OpenSubsonic API key (``apiKey``); a token
 ``t = md5(password + salt)`` with a fresh random salt ``s`` on every request; and only
-when the server refuses tokens (Subsonic API before 1.13, or LDAP users: errors 41/42,
-or 10 asking for ``p``) the password itself, hex-encoded (``p=enc:...``).
+when the server says it takes no token (errors 41/42, e.g. LDAP users; or error 10 from
+a server whose API predates tokens, before 1.13) the password itself, hex-encoded
+(``p=enc:...``): never over plain http:// unless ``$SOUNDALIKE_SUBSONIC_ALLOW_PLAIN=1``,
+and with a warning on stderr, once per server.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import getpass
 import hashlib
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -22,12 +25,15 @@ from ..errors import ParameterError, SoundalikeError
 
 PASSWORD_ENV = "SOUNDALIKE_SUBSONIC_PASSWORD"
 API_KEY_ENV = "SOUNDALIKE_SUBSONIC_API_KEY"
+ALLOW_PLAIN_ENV = "SOUNDALIKE_SUBSONIC_ALLOW_PLAIN"  # "1": the password itself may go over plain http://
 CLIENT_NAME = "soundalike"
 PROTOCOL_VERSION = "1.13.0"  # the oldest that knows token authentication
 PAGE = 500  # songs asked for per search3 page
+MAX_GET_URL = 6000  # characters: a longer request is sent as a form (POST)
 TIMEOUT = 30.0  # seconds
-TOKEN_REFUSED = (10, 41, 42)  # a missing p, token auth not supported, mechanism not supported
+TOKEN_REFUSED = (41, 42)  # token authentication not supported, authentication mechanism not supported
 AUTH_PARAMS = ("u", "p", "t", "s", "apiKey")
+_warned_plain: set[str] = set()  # servers this process has warned about sending the password itself
 
 
 class SubsonicError(SoundalikeError):
@@ -35,9 +41,13 @@ class SubsonicError(SoundalikeError):
     them: 10 a missing parameter, 40 wrong credentials, 70 not found...), or could not
     be reached (``code`` None)."""
 
-    def __init__(self, message: str, code: int | None = None):
+    def __init__(self, message: str, code: int | None = None, version: str | None = None):
         super().__init__(message)
-        self.code = code
+        self.code, self.version = code, version  # version: the API version the server said it speaks
+
+
+class Unreachable(SubsonicError):
+    """The server could not be reached at all (no connection, a timeout...)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +86,19 @@ def credentials(user: str | None) -> Credentials:
 
 def server_url(url: str) -> str:
     """A server's base address as soundalike stores it: scheme, host, port and path,
-    without a trailing ``/`` or ``/rest``. ParameterError when it is not http(s)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    without a trailing ``/`` or ``/rest``. ParameterError when it is not an http(s)
+    address, or holds a user or password (they would be stored and shown with it)."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ParameterError(f"{url!r} is not a valid address of a Subsonic server ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ParameterError(f"{url!r} is not the http:// or https:// address of a Subsonic server")
+    if "@" in parts.netloc:
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ParameterError(f"{bare!r} was given with a user or password in the address; give the address alone, "
+                             f"the user with --user NAME and the password in ${PASSWORD_ENV}")
     path = parts.path.rstrip("/").removesuffix("/rest").rstrip("/")
     return f"{parts.scheme}://{parts.netloc}{path}"
 
@@ -94,7 +113,7 @@ def envelope(response: httpx2.Response, where: str) -> dict:
     if body.get("status") != "ok":
         error = body.get("error") or {}
         raise SubsonicError(f"{where}: {error.get('message') or 'failed'} (error {error.get('code')})",
-                            error.get("code"))
+                            error.get("code"), body.get("version"))
     return body
 
 
@@ -125,30 +144,60 @@ class Client:
 
     def request(self, endpoint: str, *, headers: dict | None = None, stream: bool = False,
                 **params) -> httpx2.Response:
-        """A GET of ``/rest/ENDPOINT`` (``stream``: the body not read yet)."""
-        request = self.http.build_request("GET", f"{self.url}/rest/{endpoint}", params=self.params(**params),
-                                          headers=headers)
+        """A GET of ``/rest/ENDPOINT`` (``stream``: the body not read yet); a POST of the
+        same as a form when the address would be longer than ``MAX_GET_URL`` (a list
+        value is a repeated parameter)."""
+        url, params = f"{self.url}/rest/{endpoint}", self.params(**params)
+        request = self.http.build_request("GET", url, params=params, headers=headers)
+        if len(str(request.url)) > MAX_GET_URL:  # OpenSubsonic formPost; Subsonic servers have always read forms
+            request = self.http.build_request("POST", url, data=params, headers=headers)
         try:
             return self.http.send(request, stream=stream)
         except httpx2.HTTPError as exc:
-            raise SubsonicError(f"{self.url}: cannot be reached ({exc or type(exc).__name__})") from None
+            raise Unreachable(f"{self.url}: cannot be reached ({exc or type(exc).__name__})") from None
 
     def call(self, endpoint: str, **params) -> dict:
         """The ``subsonic-response`` of ``endpoint``; SubsonicError when it failed."""
         return envelope(self.request(endpoint, **params), f"{self.url} {endpoint}")
 
     def connect(self) -> "Client":
-        """Check the credentials (``ping``), falling back to the plain password where
-        the server takes no token. SubsonicError (code 40...) when they are refused."""
+        """Check the credentials (``ping``), falling back to the password itself where
+        the server takes no token (see the module). SubsonicError (code 40...) when
+        they are refused, ParameterError when the password would go over plain http://."""
         try:
             body = self.call("ping")
         except SubsonicError as exc:
-            if exc.code not in TOKEN_REFUSED or self.creds.api_key or self.creds.plain:
+            if self.creds.api_key or self.creds.plain or not _takes_no_token(exc):
                 raise
+            self._allow_plain()
             self.creds = dataclasses.replace(self.creds, plain=True)
             body = self.call("ping")
         self.version = body.get("version")
         return self
+
+    def _allow_plain(self) -> None:
+        """ParameterError unless the password itself may be sent to this server; a
+        warning on stderr the first time it is."""
+        if self.url.startswith("http://") and os.environ.get(ALLOW_PLAIN_ENV) != "1":
+            raise ParameterError(f"{self.url} does not accept token authentication, and sending the password itself "
+                                 f"over plain http:// would let anyone on the way read it; use the server's https:// "
+                                 f"address, or set {ALLOW_PLAIN_ENV}=1 to send it anyway")
+        if self.url not in _warned_plain:
+            _warned_plain.add(self.url)
+            print(f"warning: {self.url} does not accept token authentication: the password itself is sent with "
+                  "every request (hex-encoded, not encrypted)", file=sys.stderr)
+
+    def username(self) -> str | None:
+        """The user these credentials are: the one given, else the API key's
+        (OpenSubsonic ``tokenInfo``), else None when the server does not say."""
+        if self.creds.user:
+            return self.creds.user
+        try:
+            return (self.call("tokenInfo").get("tokenInfo") or {}).get("username")
+        except Unreachable:
+            raise
+        except SubsonicError:  # not an OpenSubsonic server with API keys
+            return None
 
     def songs(self, page: int = PAGE) -> Iterator[dict]:
         """Every song of the server (``Child`` dicts), by ``search3`` pages of an empty
@@ -176,3 +225,15 @@ class Client:
             if len(albums) < page:
                 return
             offset += page
+
+
+def _takes_no_token(error: SubsonicError) -> bool:
+    """Whether a refused ``ping`` says the server takes no token: errors 41/42, or a
+    missing ``p`` (error 10) from a server whose API predates tokens (1.13)."""
+    if error.code in TOKEN_REFUSED:
+        return True
+    try:
+        version = tuple(int(n) for n in (error.version or "").split("."))
+    except ValueError:
+        return False
+    return error.code == 10 and bool(version) and version < tuple(int(n) for n in PROTOCOL_VERSION.split("."))

@@ -4,6 +4,7 @@ commands: the others start without an HTTP client)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..library import Library
 from ..library.indexer import Plan
@@ -13,8 +14,14 @@ UNMATCHED_SHOWN = 20  # unmatched songs listed by name; the rest are counted
 
 
 def connect(url: str, user: str | None) -> Client:
-    """A connected client of the server ``url`` (credentials from the environment or asked)."""
-    return Client(url, credentials(user)).connect()
+    """A connected client of the server ``url`` (credentials from the environment or
+    asked); closed again when connecting fails."""
+    client = Client(url, credentials(user))
+    try:
+        return client.connect()
+    except BaseException:
+        client.close()
+        raise
 
 
 def index_plan(args: argparse.Namespace, catalogue, reanalyze: bool) -> Plan:
@@ -54,7 +61,12 @@ def emit(args: argparse.Namespace, tracks) -> None:
 
 
 def wrap_app(app, upstream: str):
-    """``serve --subsonic-upstream URL``: the app with ``/rest`` answered by the proxy."""
-    from .proxy import SubsonicProxy
+    """``serve --subsonic-upstream URL``: the app with ``/rest`` answered by the proxy;
+    a warning on stderr (not fatal: it may come up later) when the server does not answer."""
+    from .proxy import SubsonicProxy, upstream_problem
 
-    return SubsonicProxy(app, app.state.library, upstream)
+    proxy = SubsonicProxy(app, app.state.library, upstream)
+    problem = upstream_problem(proxy.upstream)
+    if problem:
+        print(f"warning: {problem}; apps will get errors until it answers", file=sys.stderr)
+    return proxy

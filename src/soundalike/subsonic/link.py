@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 
-from ..library.catalogue import Catalogue, Track
+from ..library.catalogue import Catalogue, Track, read_only, table_exists
 from ..errors import ParameterError
 from .client import Client, server_url
 from .remote import parse_key, song_key
@@ -61,10 +61,6 @@ def ensure_tables(db: sqlite3.Connection) -> None:
     db.executescript(SCHEMA)
 
 
-def _has_tables(db: sqlite3.Connection) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'subsonic_songs'").fetchone() is not None
-
-
 def remember_server(catalogue: Catalogue, server: str, user: str | None) -> None:
     """Record that this library speaks to ``server`` as ``user`` (for ``--to-subsonic``)."""
     ensure_tables(catalogue.db)
@@ -74,13 +70,16 @@ def remember_server(catalogue: Catalogue, server: str, user: str | None) -> None
 
 def servers(catalogue: Catalogue) -> list[tuple[str, str | None]]:
     """(server, user) of every server linked to or indexed into this library."""
-    if not _has_tables(catalogue.db):
+    if not table_exists(catalogue.db, "subsonic_songs"):
         return []
     return catalogue.db.execute("SELECT server, user FROM subsonic_servers ORDER BY server").fetchall()
 
 
 def link(catalogue: Catalogue, client: Client) -> LinkReport:
-    """Read every song of ``client``'s server and match each to a library track."""
+    """Read every song of ``client``'s server and match each to a library track
+    (LibraryError first when the library cannot be written)."""
+    if catalogue.readonly:
+        raise read_only(catalogue.path, "the links to the server's songs are stored in it")
     songs = list(client.songs())
     db, server, report = catalogue.db, client.url, LinkReport(songs=len(songs))
     ensure_tables(db)
@@ -166,7 +165,7 @@ class Matcher:
 def track_for_song(catalogue: Catalogue, server: str, song_id: str) -> Track | None:
     """The library track a server's song is (linked, or analysed through the API)."""
     track = catalogue.track_by_path(song_key(server, song_id))
-    if track is not None or not _has_tables(catalogue.db):
+    if track is not None or not table_exists(catalogue.db, "subsonic_songs"):
         return track
     row = catalogue.db.execute("SELECT track_id FROM subsonic_songs WHERE server = ? AND song_id = ?",
                                (server, song_id)).fetchone()
@@ -176,7 +175,7 @@ def track_for_song(catalogue: Catalogue, server: str, song_id: str) -> Track | N
 def songs_for_tracks(catalogue: Catalogue, server: str, tracks: list[Track]) -> list[str | None]:
     """The server's song id of each track (None where it has none), in order."""
     linked = {}
-    if _has_tables(catalogue.db):
+    if table_exists(catalogue.db, "subsonic_songs"):
         linked = dict(catalogue.db.execute("SELECT track_id, song_id FROM subsonic_songs WHERE server = ? "
                                            "AND track_id IS NOT NULL ORDER BY song_id DESC", (server,)).fetchall())
     out = []

@@ -8,31 +8,29 @@ import sys
 
 from ..library import Library
 from ..library.catalogue import Track
-from .client import Client, credentials, envelope
+from .client import Client, SubsonicError, credentials
 from .link import songs_for_tracks, the_server
-
-MAX_GET_URL = 6000  # characters: a longer createPlaylist is sent as a form (POST)
 
 
 def write_playlist(client: Client, name: str, song_ids: list[str]) -> str:
     """Create the playlist ``name`` of ``song_ids``, or replace the songs of the user's
-    playlist of that name; returns its id."""
-    existing = (client.call("getPlaylists").get("playlists") or {}).get("playlist") or []
-    mine = [p for p in existing if p.get("name") == name and p.get("owner") in (None, client.creds.user)]
+    playlist of that name (the user of an API key as the server names it); returns its id."""
+    user = client.username()
+
+    def named() -> list[dict]:
+        found = (client.call("getPlaylists").get("playlists") or {}).get("playlist") or []
+        return [p for p in found if p.get("name") == name and p.get("owner") in (None, user)]
+
+    mine = named()
     target = {"playlistId": mine[0]["id"]} if mine else {"name": name}
-    params = client.params(**target) | {"songId": song_ids}
-    url = f"{client.url}/rest/createPlaylist"
-    if len(str(client.http.build_request("GET", url, params=params).url)) <= MAX_GET_URL:
-        response = client.http.get(url, params=params)
-    else:  # OpenSubsonic formPost; Subsonic servers have always read forms too
-        response = client.http.post(url, data=params)
-    body = envelope(response, f"{client.url} createPlaylist")
+    body = client.call("createPlaylist", **target, songId=song_ids)
     if mine:
         return mine[0]["id"]
     if body.get("playlist"):  # API 1.14 and later answer the playlist
         return body["playlist"]["id"]
-    made = [p for p in (client.call("getPlaylists").get("playlists") or {}).get("playlist") or []
-            if p.get("name") == name]
+    made = named()
+    if not made:
+        raise SubsonicError(f"{client.url}: the playlist {name!r} was created, but getPlaylists does not list it")
     return made[-1]["id"]
 
 

@@ -1,7 +1,11 @@
 """``soundalike serve --subsonic-upstream URL``: a Subsonic server with sonic features.
 
-Every ``/rest/*`` request is passed to the upstream server unchanged (method, query,
-headers, body; the answer streamed back as it comes, status and headers included), except:
+Every ``/rest/ENDPOINT`` request (``ENDPOINT`` a name, maybe with ``.view``; any
+other path gets error 0 with HTTP 404 and never reaches the upstream) is passed to the
+upstream server unchanged (method, query, body; the headers a Subsonic request needs,
+``FORWARDED_HEADERS``: never the caller's cookies, nor ``X-Forwarded-*``, ``Remote-User``
+and the like that an upstream behind a proxy may trust; the answer streamed back as it
+comes, status and headers included, cookies excepted), except:
 
 - ``getSonicSimilarTracks`` (``id``, ``count`` = 10) and ``findSonicPath``
   (``startSongId``, ``endSongId``, ``count`` = 25): the OpenSubsonic ``sonicSimilarity``
@@ -15,20 +19,26 @@ headers, body; the answer streamed back as it comes, status and headers included
   request goes to the upstream, as any other.
 - ``getOpenSubsonicExtensions``: the upstream's list (none when it has no such
   endpoint) with ``sonicSimilarity`` added.
+- ``scrobble`` (``submission`` true, the default): passed on, and when the upstream
+  accepts the caller's credentials, each song that is a library track is stored as a
+  ``play`` event of the profile named as the Subsonic user (source ``subsonic``).
 
 Every ``Child`` is the upstream's own (``getSong``, asked with the caller's
 credentials, in the caller's format), so ids, covers and stars are the server's. Our
 own answers go only to callers whose credentials the upstream accepts (a ``ping`` with
 them, remembered ``AUTH_SECONDS``); otherwise the upstream's error (40 wrong
 credentials...). Errors follow the specification: 10 a required parameter missing,
-70 a song soundalike has not analysed, 0 anything else (a bad ``count``). Answers are
-XML unless ``f=json`` (or ``jsonp`` with ``callback``), always HTTP 200, as Subsonic does.
+70 a song soundalike has not analysed, 0 anything else (a bad ``count``, the upstream
+unreachable). Answers are XML unless ``f=json`` (or ``jsonp`` with a ``callback`` that
+is a JavaScript name, ``CALLBACK``), HTTP 200 as Subsonic does (404 for a path that is
+no endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -44,18 +54,28 @@ from starlette.routing import Route
 
 from .. import __version__, playlists, recommend
 from ..errors import SoundalikeError
-from .client import AUTH_PARAMS, TIMEOUT, SubsonicError, envelope, server_url
+from ..library import events
+from .client import AUTH_PARAMS, CLIENT_NAME, PROTOCOL_VERSION, TIMEOUT, SubsonicError, envelope, server_url
 from .link import songs_for_tracks, track_for_song
 
 NS = "http://subsonic.org/restapi"
 SONIC_EXTENSION = {"name": "sonicSimilarity", "versions": [1]}
 DEFAULT_VERSION = "1.16.1"  # the API version claimed until the upstream has said its own
 AUTH_SECONDS = 60.0  # how long an accepted set of credentials is remembered
+MAX_ACCEPTED = 4096  # sets of credentials remembered at most (token clients send a fresh salt each time)
 MAX_COUNT = 500  # tracks an answer holds at most
 MIX_SEEDS = 5  # songs of an album or artist an Instant Mix starts from
 CHILD_FETCHES = 8  # getSong requests to the upstream at once, per answer
+ENDPOINT = re.compile(r"[A-Za-z0-9]+(\.view)?")  # what may follow /rest/ (nothing else is passed on)
+CALLBACK = re.compile(r"[A-Za-z_$][\w.$]*", re.ASCII)  # a JSONP callback: a JavaScript name
+# the caller's headers passed to the upstream: what a Subsonic request needs, never
+# cookies or the forwarding and identity headers (X-Forwarded-*, Remote-User...) it may trust
+FORWARDED_HEADERS = {"accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+                     "content-length", "content-type", "if-match", "if-modified-since", "if-none-match", "if-range",
+                     "if-unmodified-since", "range", "user-agent"}
+# the upstream's headers not passed back
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
-              "transfer-encoding", "upgrade", "host"}
+              "transfer-encoding", "upgrade", "host", "set-cookie"}
 ET.register_namespace("", NS)
 
 
@@ -67,6 +87,13 @@ class Failure(Exception):
         self.code, self.message = code, message
 
 
+class Unreachable(Failure):
+    """The upstream did not answer at all."""
+
+    def __init__(self, upstream: str, exc: Exception):
+        super().__init__(0, f"the Subsonic server {upstream} cannot be reached ({exc or type(exc).__name__})")
+
+
 class SubsonicProxy:
     """ASGI app: ``/rest/*`` as the module says, every other path to ``app``."""
 
@@ -75,12 +102,12 @@ class SubsonicProxy:
         self.state = app.state
         self.timeout = timeout
         self.http: httpx2.AsyncClient | None = None
-        self.accepted: dict[tuple, tuple[float, str]] = {}  # credentials -> (until, upstream API version)
+        self.accepted: dict[tuple, float] = {}  # credentials -> until when (monotonic s), soonest first
         self.version = DEFAULT_VERSION
         self.rest = Starlette(routes=[Route("/rest/{endpoint:path}", self.handle, methods=["GET", "POST", "HEAD"])])
         self.own = {"getSonicSimilarTracks": self.sonic_similar, "findSonicPath": self.sonic_path,
                     "getSimilarSongs": self.instant_mix, "getSimilarSongs2": self.instant_mix,
-                    "getOpenSubsonicExtensions": self.extensions}
+                    "getOpenSubsonicExtensions": self.extensions, "scrobble": self.scrobble}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith("/rest/"):
@@ -91,26 +118,34 @@ class SubsonicProxy:
 
     async def handle(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
+        if not ENDPOINT.fullmatch(endpoint):
+            return self.answer(dict(request.query_params), _error(Failure(0, f"{endpoint!r} is not a Subsonic "
+                                                                             "endpoint")), ok=False, status=404)
         own = self.own.get(endpoint.removesuffix(".view"))
         if own is None:
             return await self.forward(request)
         params = dict(request.query_params)
         if request.method == "POST":
+            await request.body()  # kept, for a request passed on after its form is read
             params.update((k, v) for k, v in (await request.form()).items() if isinstance(v, str))
         try:
+            if params.get("f") == "jsonp":
+                _callback(params)
             return await own(request, params, endpoint.removesuffix(".view"))
         except Failure as failure:
-            return self.answer(params, {"error": {"code": failure.code, "message": failure.message}}, ok=False)
+            return self.answer(params, _error(failure), ok=False)
 
     # --- passing through -------------------------------------------------------------
     async def forward(self, request: Request, params: dict | None = None) -> Response:
         """``request`` sent to the upstream as it is (``params``: as a GET with these
         instead), its answer streamed back."""
         url = f"{self.upstream}/rest/{request.path_params['endpoint']}"
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS]
+        if "accept-encoding" not in request.headers:  # else httpx would ask for gzip the caller cannot read
+            headers.append(("accept-encoding", "identity"))
         if params is not None:
-            outgoing = self.http.build_request("GET", url, params=params,
-                                               headers=[h for h in headers if h[0].lower() != "content-length"])
+            outgoing = self.http.build_request("GET", url, params=params, headers=[
+                h for h in headers if h[0].lower() not in ("content-length", "content-type")])
         else:
             query = request.url.query
             has_body = request.method == "POST"
@@ -119,10 +154,8 @@ class SubsonicProxy:
         try:
             answer = await self.http.send(outgoing, stream=True)
         except httpx2.HTTPError as exc:
-            response = self.answer({}, {"error": {"code": 0, "message": f"the Subsonic server {self.upstream} "
-                                                  f"cannot be reached ({exc or type(exc).__name__})"}}, ok=False)
-            response.status_code = 502
-            return response
+            return self.answer(dict(request.query_params) if params is None else params,
+                               _error(Unreachable(self.upstream, exc)), ok=False)
         response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
                                      background=BackgroundTask(answer.aclose))
         response.raw_headers = [(k, v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
@@ -132,21 +165,29 @@ class SubsonicProxy:
     async def authorize(self, params: dict) -> None:
         """Failure (the upstream's code) unless the upstream accepts the caller's credentials."""
         key = tuple(params.get(k) for k in AUTH_PARAMS)
-        until, version = self.accepted.get(key, (0.0, None))
-        if until > time.monotonic():
+        if self.accepted.get(key, 0.0) > time.monotonic():
             return
-        asked = {k: params[k] for k in (*AUTH_PARAMS, "v", "c") if k in params} | {"f": "json"}
-        body = await self.upstream_call("ping", asked)
+        body = await self.upstream_call("ping", _auth(params))
         self.version = body.get("version") or self.version
-        self.accepted[key] = (time.monotonic() + AUTH_SECONDS, self.version)
+        self._accept(key)
+
+    def _accept(self, key: tuple) -> None:
+        """Remember ``key`` as accepted for ``AUTH_SECONDS``, forgetting the expired
+        and, beyond ``MAX_ACCEPTED``, the soonest to expire."""
+        now = time.monotonic()
+        self.accepted.pop(key, None)
+        while self.accepted and (len(self.accepted) >= MAX_ACCEPTED or next(iter(self.accepted.values())) <= now):
+            del self.accepted[next(iter(self.accepted))]
+        self.accepted[key] = now + AUTH_SECONDS
 
     async def upstream_call(self, endpoint: str, params: dict) -> dict:
-        """The upstream's ``subsonic-response``; Failure with its error when it failed."""
+        """The upstream's ``subsonic-response``; Failure with its error when it failed
+        (Unreachable when it did not answer)."""
         try:
             response = await self.http.get(f"{self.upstream}/rest/{endpoint}", params=params)
             return envelope(response, f"{self.upstream} {endpoint}")
         except httpx2.HTTPError as exc:
-            raise Failure(0, f"the Subsonic server {self.upstream} cannot be reached ({exc or type(exc).__name__})")
+            raise Unreachable(self.upstream, exc) from None
         except SubsonicError as exc:
             if exc.code is None:
                 raise Failure(0, str(exc)) from None
@@ -182,9 +223,30 @@ class SubsonicProxy:
         try:
             body = await self.upstream_call("getOpenSubsonicExtensions", asked)
             listed = [e for e in body.get("openSubsonicExtensions") or [] if e.get("name") != SONIC_EXTENSION["name"]]
+        except Unreachable:
+            raise
         except Failure:  # not an OpenSubsonic server
             listed = []
         return self.answer(params, {"openSubsonicExtensions": [*listed, SONIC_EXTENSION]})
+
+    async def scrobble(self, request, params, endpoint) -> Response:
+        """Passed on; its songs stored as plays too when the upstream accepts the caller."""
+        submitted = params.get("submission", "true").lower() != "false"
+        user = params.get("u")
+        if submitted and user and events.PROFILE_PATTERN.match(user):
+            try:
+                await self.authorize(params)
+            except Failure:
+                pass  # the upstream answers the caller its error
+            else:
+                form = await request.form() if request.method == "POST" else None
+                ids = request.query_params.getlist("id") + (form.getlist("id") if form else [])
+                times = request.query_params.getlist("time") + (form.getlist("time") if form else [])
+                try:
+                    await run_in_threadpool(self.record_plays, user, ids, times)
+                except SoundalikeError:
+                    pass  # the listening events are a bonus: the scrobble itself still goes on
+        return await self.forward(request)
 
     # --- the library (in a worker thread) ----------------------------------------------
     def _track(self, song_id: str):
@@ -223,6 +285,18 @@ class SubsonicProxy:
             played = list(playlists.radio(self.library, tracks, playlists.RadioSettings(), length=count))
             return [s for s in songs_for_tracks(self.library.catalogue, self.upstream, played) if s is not None]
 
+    def record_plays(self, user: str, song_ids: list[str], times: list[str]) -> None:
+        """Store a play of each song that is a library track, at its ``time`` (ms since
+        1970) where given; a library that cannot be written stores nothing."""
+        with self.library.writing():
+            if self.library.catalogue.readonly:
+                return
+            for i, song_id in enumerate(song_ids):
+                track = track_for_song(self.library.catalogue, self.upstream, song_id)
+                at = int(times[i]) / 1000 if i < len(times) and times[i].isdigit() else None
+                if track is not None:
+                    events.record(self.library.catalogue, track.id, "play", profile=user, source="subsonic", at=at)
+
     def analysed(self, song_ids: Iterable[str]) -> list[str]:
         with self.library.reading():
             return [s for s in song_ids if track_for_song(self.library.catalogue, self.upstream, s) is not None]
@@ -232,7 +306,7 @@ class SubsonicProxy:
         (ID3 with ``id3``, else also a folder)."""
         if await run_in_threadpool(self.analysed, [item]):
             return [item]
-        asked = {k: params[k] for k in (*AUTH_PARAMS, "v", "c") if k in params} | {"f": "json"}
+        asked = _auth(params)
         songs: list[str] = []
         for endpoint, key in (("getArtist", "artist"), ("getAlbum", "album"),
                               *((("getMusicDirectory", "directory"),) if not id3 else ())):
@@ -257,7 +331,7 @@ class SubsonicProxy:
         """The upstream's ``Child`` of each song (a dict, or an XML element tagged
         ``tag``), None where it has none, fetched ``CHILD_FETCHES`` at a time."""
         fmt = "json" if params.get("f") in ("json", "jsonp") else "xml"
-        asked = {k: params[k] for k in (*AUTH_PARAMS, "v", "c") if k in params} | {"f": fmt}
+        asked = _auth(params, fmt)
         limit = asyncio.Semaphore(CHILD_FETCHES)
 
         async def child(song_id: str):
@@ -286,20 +360,51 @@ class SubsonicProxy:
         return self.answer(params, {"sonicMatch": [{"entry": c, "similarity": round(sim, 4)}
                                                    for c, (_, sim) in zip(children, matches) if c is not None]})
 
-    def answer(self, params: dict, payload: dict, *, ok: bool = True) -> Response:
-        """``payload`` in a ``subsonic-response`` envelope, in the format the caller asked."""
+    def answer(self, params: dict, payload: dict, *, ok: bool = True, status: int = 200) -> Response:
+        """``payload`` in a ``subsonic-response`` envelope, in the format the caller asked
+        (JSON for ``jsonp`` without a valid ``callback``: it is never echoed unchecked)."""
         head = {"status": "ok" if ok else "failed", "version": self.version, "type": "soundalike",
                 "serverVersion": __version__, "openSubsonic": True}
         fmt = params.get("f")
         if fmt in ("json", "jsonp"):
             text = json.dumps({"subsonic-response": head | payload}, ensure_ascii=False)
-            if fmt == "jsonp" and params.get("callback"):
-                return Response(f"{params['callback']}({text});", media_type="application/javascript")
-            return Response(text, media_type="application/json")
+            if fmt == "jsonp" and CALLBACK.fullmatch(params.get("callback") or ""):
+                return Response(f"{params['callback']}({text});", status, media_type="application/javascript")
+            return Response(text, status, media_type="application/json")
         root = ET.Element(f"{{{NS}}}subsonic-response", {k: _xml_value(v) for k, v in head.items()})
         for key, value in payload.items():
             _xml_add(root, key, value)
-        return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), media_type="text/xml")
+        return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), status, media_type="text/xml")
+
+
+def upstream_problem(upstream: str, timeout: float = 5.0) -> str | None:
+    """Why the Subsonic server at ``upstream`` does not answer a ``ping`` (without
+    credentials: any Subsonic answer, an error too, will do), None when it does."""
+    try:
+        envelope(httpx2.get(f"{upstream}/rest/ping", params={"v": PROTOCOL_VERSION, "c": CLIENT_NAME, "f": "json"},
+                            timeout=timeout), f"{upstream} ping")
+    except httpx2.HTTPError as exc:
+        return f"the Subsonic server {upstream} cannot be reached ({exc or type(exc).__name__})"
+    except SubsonicError as exc:
+        if exc.code is None:
+            return str(exc)
+    return None
+
+
+def _auth(params: dict, fmt: str = "json") -> dict:
+    """The caller's authentication, version and client parameters, to ask the upstream in ``fmt``."""
+    return {k: params[k] for k in (*AUTH_PARAMS, "v", "c") if k in params} | {"f": fmt}
+
+
+def _error(failure: Failure) -> dict:
+    return {"error": {"code": failure.code, "message": failure.message}}
+
+
+def _callback(params: dict) -> None:
+    """Failure unless a ``jsonp`` request names a callback that is a JavaScript name."""
+    callback = _required(params, "callback")
+    if not CALLBACK.fullmatch(callback):
+        raise Failure(0, "callback must be a JavaScript name (letters, digits, _ . $)")
 
 
 def _xml_value(value) -> str:

@@ -13,20 +13,20 @@ seekable file whose bytes are fetched when it reads them, in blocks of
 and nothing is written to disk. Otherwise the song is downloaded to a temporary file,
 removed as soon as it is analysed, whatever happens.
 
-The credentials reach the worker processes through ``$_SOUNDALIKE_SUBSONIC_AUTH``
-(set for this process and its children only, never written anywhere).
+The credentials reach the worker processes as arguments of their initializer
+(:data:`indexer.WORKER_SETUP`), through the pipe that starts them: never in the
+environment, nor written anywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import functools
 import io
-import json
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
@@ -41,12 +41,12 @@ from .client import Client, Credentials, SubsonicError, envelope, server_url
 
 SCHEME = "subsonic+"
 KEY_MIDDLE = "/rest/stream?id="
-AUTH_ENV = "_SOUNDALIKE_SUBSONIC_AUTH"
 RANGE_BLOCK = 128 * 1024  # bytes fetched per range request (at least)
 CACHED_BLOCKS = 64  # blocks a song keeps while it is decoded (8 MiB)
 MEDIA_TYPES = ("application/json", "text/xml", "application/xml")  # an error, not audio
 MEDIA_ENDPOINTS = (("download", {}), ("stream", {"format": "raw"}))  # original files, download first
 _MEDIA_WORKS: dict[str, str] = {}  # server -> the endpoint that last gave audio
+_CREDENTIALS: dict[str, Credentials] = {}  # server -> the credentials its songs are read with
 
 
 def song_key(server: str, song_id: str) -> str:
@@ -116,19 +116,26 @@ def plan(catalogue: Catalogue, client: Client, *, retry_failed: bool = False, ex
 
 
 def remember(client: Client) -> None:
-    """Hand ``client``'s credentials to worker processes started from now on."""
-    known = json.loads(os.environ.get(AUTH_ENV, "{}"))
-    known[client.url] = dataclasses.asdict(client.creds)
-    os.environ[AUTH_ENV] = json.dumps(known)
+    """Use ``client``'s credentials for its server's songs, here and in the worker
+    processes started from now on."""
+    from ..library import indexer
+
+    _CREDENTIALS[client.url] = client.creds
+    indexer.WORKER_SETUP[receive_credentials] = (dict(_CREDENTIALS),)
+
+
+def receive_credentials(known: dict[str, Credentials]) -> None:
+    """In a worker, as it starts: the credentials :func:`remember` handed on."""
+    _CREDENTIALS.update(known)
 
 
 @functools.cache
 def _worker_client(server: str) -> Client:
-    """In a worker: the client of ``server``, with the credentials :func:`remember` handed on."""
-    creds = json.loads(os.environ.get(AUTH_ENV, "{}")).get(server)
+    """The client of ``server``, with the credentials :func:`remember` handed on."""
+    creds = _CREDENTIALS.get(server)
     if creds is None:
         raise SubsonicError(f"{server}: no credentials were handed to this process")
-    return Client(server, Credentials(**creds))
+    return Client(server, creds)
 
 
 def analyse_song(f: FileState, model, excerpt: int) -> TrackRecord:
@@ -219,13 +226,14 @@ def _fetch(client: Client, song_id: str, start: int, end: int) -> bytes:
 
 class RangeFile(io.RawIOBase):
     """A read-only seekable file of ``size`` bytes whose blocks ``fetch(start, end)``
-    brings when first read (contiguous missing blocks in one request); ``fetched``
-    counts the bytes brought and ``requests`` the calls. ``os.fspath`` gives ``label``."""
+    brings when first read (contiguous missing blocks in one request), keeping the
+    ``CACHED_BLOCKS`` most recently used; ``fetched`` counts the bytes brought and
+    ``requests`` the calls. ``os.fspath`` gives ``label``."""
 
     def __init__(self, fetch, size: int, label: str, block: int = RANGE_BLOCK):
         self.fetch, self.size, self.label, self.block = fetch, size, label, block
         self.position, self.fetched, self.requests = 0, 0, 0
-        self.blocks: dict[int, bytes] = {}
+        self.blocks: OrderedDict[int, bytes] = OrderedDict()  # block number -> bytes, least recently used first
 
     def __fspath__(self) -> str:
         return self.label
@@ -248,12 +256,15 @@ class RangeFile(io.RawIOBase):
         return self.position
 
     def keep(self, start: int, data: bytes) -> None:
-        """Keep ``data``, read from ``start`` (a block boundary), as blocks (only the
-        file's last one may be short)."""
+        """Keep ``data``, read from ``start`` (a block boundary), as the most recently
+        used blocks (only the file's last one may be short), forgetting the least
+        recently used beyond ``CACHED_BLOCKS``."""
         for i in range(0, len(data), self.block):
-            self.blocks[(start + i) // self.block] = data[i:i + self.block]
+            number = (start + i) // self.block
+            self.blocks[number] = data[i:i + self.block]
+            self.blocks.move_to_end(number)
         while len(self.blocks) > CACHED_BLOCKS:
-            self.blocks.pop(next(iter(self.blocks)))  # the oldest
+            self.blocks.popitem(last=False)
 
     def readinto(self, buffer) -> int:
         end = min(self.size, self.position + len(buffer))
@@ -261,15 +272,26 @@ class RangeFile(io.RawIOBase):
             return 0
         first, last = self.position // self.block, (end - 1) // self.block
         missing = [b for b in range(first, last + 1) if b not in self.blocks]
+        fresh = b""  # blocks missing[0] to missing[-1], fetched in one request
         if missing:
             start, stop = missing[0] * self.block, min(self.size, (missing[-1] + 1) * self.block) - 1
-            data = self.fetch(start, stop)
-            self.fetched += len(data)
+            fresh = self.fetch(start, stop)
+            self.fetched += len(fresh)
             self.requests += 1
-            if len(data) != stop - start + 1:
-                raise OSError(f"{self.label}: the server sent {len(data)} bytes for {stop - start + 1} asked")
-            self.keep(start, data)
-        data = b"".join(self.blocks[b] for b in range(first, last + 1))
+            if len(fresh) != stop - start + 1:
+                raise OSError(f"{self.label}: the server sent {len(fresh)} bytes for {stop - start + 1} asked")
+        # the read's bytes are gathered before anything is kept: keeping may forget its
+        # own first blocks when the read is longer than the cache
+        pieces = []
+        for b in range(first, last + 1):
+            if missing and missing[0] <= b <= missing[-1]:
+                pieces.append(fresh[(b - missing[0]) * self.block:(b - missing[0] + 1) * self.block])
+            else:
+                self.blocks.move_to_end(b)
+                pieces.append(self.blocks[b])
+        if missing:
+            self.keep(missing[0] * self.block, fresh)
+        data = b"".join(pieces)
         chunk = data[self.position - first * self.block: end - first * self.block]
         buffer[:len(chunk)] = chunk
         self.position += len(chunk)
