@@ -22,7 +22,7 @@ from soundalike.audio import TrackMetadata
 from soundalike.cli import main
 from soundalike.library import Library, events
 from soundalike.library.catalogue import ModelDescription, TrackRecord
-from soundalike.mpd import address
+from soundalike.mpd import Address, address
 from soundalike.playlists import RadioSettings, next_track
 
 pytestmark = pytest.mark.skipif(shutil.which("mpd") is None, reason="needs Debian's mpd (.ci/run installs it)")
@@ -64,16 +64,19 @@ def free_port() -> int:
 
 
 class Server:
-    """A private MPD in the foreground, on a loopback port and a socket in ``home``."""
+    """A private MPD in the foreground, on a loopback port and a socket in ``home``; with a
+    ``password``, only those who give it may change the queue."""
 
-    def __init__(self, home: Path, music: Path):
+    def __init__(self, home: Path, music: Path, password: str | None = None):
         self.home, self.music, self.port, self.socket = home, music, free_port(), str(home / "socket")
         self.conf = home / "mpd.conf"
         self.conf.write_text("\n".join([
             f'music_directory "{music}"', f'db_file "{home / "db"}"', f'state_file "{home / "state"}"',
             f'sticker_file "{home / "sticker"}"', f'pid_file "{home / "pid"}"', f'log_file "{home / "log"}"',
             'bind_to_address "127.0.0.1"', f'bind_to_address "{self.socket}"', f'port "{self.port}"',
-            'zeroconf_enabled "no"', 'audio_output {', '  type "null"', '  name "null"', '}', ""]))
+            'zeroconf_enabled "no"', 'audio_output {', '  type "null"', '  name "null"', '}',
+            *([f'password "{password}@read,add,control,admin"', 'default_permissions "read"'] if password else []),
+            ""]))
         self.process = None
 
     def start(self) -> None:
@@ -169,6 +172,21 @@ def player(server):
     client.disconnect()
 
 
+@pytest.fixture
+def late_server(tmp_path, music):
+    """An MPD of its own, not started: the test starts it; stopped after."""
+    late = Server(tmp_path, music)
+    yield late
+    if late.process is not None:
+        assert late.stop() == 0
+
+
+def copy_library(library: Path, folder: Path) -> Path:
+    """A copy of the library (its folder: the index files too) in ``folder``; its path."""
+    shutil.copytree(library.parent, folder)
+    return folder / library.name
+
+
 class Daemon:
     """``soundalike mpd`` in a subprocess; its stderr lines are collected as they come."""
 
@@ -244,12 +262,11 @@ def test_daemon_fills_the_queue_with_similar_tracks_mpd_knows_and_stops_on_sigte
 def read_only_library(library, tmp_path):
     """A copy of the library in a folder this process cannot write, and the command prefix that makes it so."""
     prefix = with_permission_checks()
-    folder = tmp_path / "read-only"
-    shutil.copytree(library.parent, folder)
-    for path in [*folder.iterdir(), folder]:
+    copy = copy_library(library, tmp_path / "read-only")
+    for path in [*copy.parent.iterdir(), copy.parent]:
         path.chmod(0o555)
-    yield folder / library.name, prefix
-    folder.chmod(0o755)
+    yield copy, prefix
+    copy.parent.chmod(0o755)
 
 
 @pytest.mark.parametrize("stored", [True, False], ids=["library", "read-only-library"])
@@ -309,6 +326,26 @@ def test_the_daemon_reconnects_when_mpd_restarts_and_remembers_the_session(serve
     daemon.stop()
 
 
+def test_a_track_that_leaves_the_library_is_forgotten_and_the_radio_goes_on(server, player, library, daemons,
+                                                                           tmp_path):
+    library = copy_library(library, tmp_path / "library")
+    player.add("P.flac")
+    player.play(0)
+    daemon = daemons(library, "--host", server.socket, "--ahead", "1", "--profile", "gone")
+    assert wait_until(player, lambda: len(q := queue(player)) == 2 and q) == ["P", "X1"]
+    with Library(library) as lib:  # what a re-index does when P's file is gone
+        assert lib.catalogue.remove([str(server.music / "P.flac")]) == 1
+    player.seekcur(seconds("P") - 1)  # P plays to its end: a play of a track the library no longer has
+    assert wait_until(player, lambda: len(q := queue(player)) == 3 and q)[:2] == ["P", "X1"]  # seeded by X1 now
+    player.next()  # X1 left at once: a skip, recorded
+    daemon.wait_for("skipped artist X1 - X1")
+    assert daemon.matching("left the library") == [
+        "note: artist P - P has left the library (re-indexed?); the radio goes on without it"]
+    with Library(library) as lib:
+        assert [(e.kind, Path(e.path).stem) for e in events.events(lib.catalogue, "gone")] == [("skip", "X1")]
+    assert daemon.stop() == ["stopped (SIGTERM)"]
+
+
 def test_a_tag_keeps_the_radio_to_its_tracks(server, player, library, daemons):
     player.add("P.flac")
     player.play(0)
@@ -326,6 +363,86 @@ def test_the_daemon_says_in_one_line_when_it_cannot_find_the_music(server, libra
     assert proc.stderr.splitlines() == [
         f"soundalike: error: MPD at 127.0.0.1:{server.port} tells its music directory only through its local "
         "socket; connect through it (--host /run/mpd/socket, see bind_to_address in mpd.conf) or give --music-dir"]
+
+
+@pytest.mark.parametrize("host, said", [
+    ("no-such-host.invalid", "cannot reach MPD at no-such-host.invalid:6600: no host named no-such-host.invalid "
+                             "can be found ("),
+    ("{tmp}/no-socket", "cannot reach MPD at {tmp}/no-socket: no such socket; is MPD running, with this path as a "
+                        "bind_to_address of its mpd.conf?"),
+], ids=["unknown-host", "no-socket"])
+def test_the_daemon_says_in_one_line_when_the_address_names_nothing(library, tmp_path, host, said):
+    host, said = host.format(tmp=tmp_path), said.format(tmp=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "soundalike.cli", "mpd", "--library", str(library), "--host", host,
+                           "--port", "6600"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"soundalike: error: {said}")
+
+
+def test_the_daemon_waits_for_an_mpd_that_is_not_up_yet(late_server, library, daemons):
+    daemon = daemons(library, "--host", "127.0.0.1", "--port", str(late_server.port), "--music-dir",
+                     str(late_server.music), "--profile", "late")
+    daemon.wait_for("waiting for MPD")
+    time.sleep(1.0)  # two more attempts, unsaid
+    late_server.start()
+    daemon.wait_for(f"following MPD at 127.0.0.1:{late_server.port}")
+    assert daemon.matching("MPD at") == [
+        f"waiting for MPD at 127.0.0.1:{late_server.port} (Connection refused); retrying",
+        f"following MPD at 127.0.0.1:{late_server.port} (music in {late_server.music}), keeping 5 songs ahead"]
+    daemon.stop()
+
+
+def test_the_daemon_waits_for_a_socket_that_went_with_mpd(late_server, library, daemons):
+    daemon = daemons(library, "--host", late_server.socket, "--profile", "socket-gone")
+    late_server.start()
+    daemon.wait_for(f"following MPD at {late_server.socket}")
+    Path(late_server.socket).unlink()  # as systemd empties MPD's RuntimeDirectory when it stops MPD
+    assert late_server.stop() == 0
+    daemon.wait_for("waiting for MPD")
+    late_server.start()
+    daemon.wait_for(f"reconnected to MPD at {late_server.socket}")
+    assert daemon.matching("waiting for MPD") == [
+        f"waiting for MPD at {late_server.socket} (no such socket; is MPD running, with this path as a "
+        "bind_to_address of its mpd.conf?); retrying"]
+    daemon.stop()
+
+
+def test_the_password_is_asked_never_read_from_the_command_line(tmp_path, music, library, monkeypatch, capsys):
+    locked = Server(tmp_path, music, password="secret")
+    locked.start()
+    asked = []
+
+    def answer(password):
+        monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or password)
+
+    radio = ["radio", "P", "--length", "2", "--artist-gap", "0", "--mpd", "--library", str(library),
+             "--port", str(locked.port), "--music-dir", str(music)]
+    at = ["--host", "127.0.0.1"]
+    client = locked.client()
+    try:
+        capsys.readouterr()
+        assert main([*radio, *at]) == 2  # no password: MPD lets read, not add
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"soundalike: error: MPD at 127.0.0.1:{locked.port} refused a command: "
+            "[4@0] {add} you don't have permission for \"add\"")
+        answer("wrong")
+        assert main([*radio, *at, "--password"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"soundalike: error: MPD at 127.0.0.1:{locked.port} refused the password"]
+        answer("secret")
+        assert main([*radio, *at, "--password"]) == 0
+        assert asked == [f"MPD password for 127.0.0.1:{locked.port}: "] * 2
+        assert queue(client) == ["H", "X1"]  # this MPD scanned H too
+        monkeypatch.setenv("MPD_HOST", "secret@127.0.0.1")  # mpc's convention, asked nothing
+        assert main(radio) == 0
+        assert len(asked) == 2 and queue(client) == ["H", "X1"] * 2
+        capsys.readouterr()
+        with pytest.raises(SystemExit):  # a password on the command line, where ps shows it, is refused
+            main(["mpd", "--library", str(library), "--password", "secret"])
+        assert "unrecognized arguments: secret" in capsys.readouterr().err
+    finally:
+        client.disconnect()
+        assert locked.stop() == 0
 
 
 def test_radio_and_path_add_their_playlist_to_the_queue(server, player, library, capsys):
@@ -350,7 +467,7 @@ def test_radio_and_path_add_their_playlist_to_the_queue(server, player, library,
 
 def test_the_address_follows_mpds_conventions():
     assert address(environ={}) == address("localhost", 6600, environ={})
-    assert address(environ={"MPD_HOST": "secret@music.lan", "MPD_PORT": "6601"}) == address(
-        "music.lan", 6601, "secret", environ={})
+    assert address(environ={"MPD_HOST": "secret@music.lan", "MPD_PORT": "6601"}) == Address("music.lan", 6601,
+                                                                                           "secret")
     assert address(environ={"MPD_HOST": "@mpd"}).host == "@mpd"
     assert address("/run/mpd/socket", environ={}).label == "/run/mpd/socket"

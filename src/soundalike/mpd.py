@@ -11,14 +11,23 @@ current one, it appends the next radio tracks (:func:`soundalike.playlists.next_
 steered by the songs just played and queued, and by the listener's taste
 (:func:`soundalike.feedback.taste`), so that a skip steers the radio away for the
 rest of the session. It queues only library tracks that MPD's database holds, never
-repeats a track of the session, and reconnects with backoff when MPD goes away.
+repeats a track of the session, and reconnects with backoff when MPD goes away (but
+gives up at once when the first address names nothing: an unknown host, no socket
+file). A track that leaves the library meanwhile (a re-index) is forgotten, with a note.
+
+The daemon says what it does on stderr, a line per change, unprefixed like the other
+commands' progress lines ("playing A - T", "queued A - T", "lost MPD at ..."); what
+the listener may want to act on starts with "note: "; what ends it is one
+"soundalike: error: ..." line (exit status 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +53,13 @@ class MpdError(SoundalikeError):
 
 
 class Unreachable(MpdError):
-    """MPD cannot be reached (not running, wrong address, connection lost)."""
+    """MPD at ``where`` cannot be reached for ``cause`` (not running, wrong address,
+    connection lost); ``nowhere`` when the address names nothing: a host name no
+    resolver knows, a socket path with no file."""
+
+    def __init__(self, where: Address, cause: str, *, nowhere: bool = False):
+        super().__init__(f"cannot reach MPD at {where.label}: {cause}")
+        self.cause, self.nowhere = cause, nowhere
 
 
 class Stopped(BaseException):
@@ -64,21 +79,26 @@ class Address:
         return self.host if self.host.startswith(("/", "@")) else f"{self.host}:{self.port}"
 
 
-def address(host: str | None = None, port: int | None = None, password: str | None = None,
+def address(host: str | None = None, port: int | None = None, *, ask_password: bool = False,
             environ=os.environ) -> Address:
     """MPD's address as its clients find it: the values given, else $MPD_HOST
     (``[password@]host``, where host may be a socket path or ``@abstract``) and
-    $MPD_PORT, else localhost:6600."""
+    $MPD_PORT, else localhost:6600. The password is asked on the terminal when
+    ``ask_password`` (never taken from the command line, where ``ps`` shows it), else
+    the one in $MPD_HOST."""
     host = host or environ.get("MPD_HOST") or DEFAULT_HOST
+    password = None
     if "@" in host[1:] and not host.startswith("@"):
-        given_password, host = host.split("@", 1)
-        password = password or given_password
+        password, host = host.split("@", 1)
     if port is None:
         text = environ.get("MPD_PORT", str(DEFAULT_PORT))
         if not text.isdigit() or not 0 < int(text) < 65536:
             raise ParameterError(f"MPD_PORT must be a port number from 1 to 65535, got {text!r}")
         port = int(text)
-    return Address(host, port, password or None)
+    where = Address(host, port)
+    if ask_password:
+        password = getpass.getpass(f"MPD password for {where.label}: ")
+    return dataclasses.replace(where, password=password or None)
 
 
 def connect(where: Address) -> mpd2.MPDClient:
@@ -88,8 +108,14 @@ def connect(where: Address) -> mpd2.MPDClient:
     client.idletimeout = None
     try:
         client.connect(where.host, where.port)
+    except socket.gaierror as exc:
+        raise Unreachable(where, f"no host named {where.host} can be found ({exc.strerror})",
+                          nowhere=True) from None
+    except FileNotFoundError:
+        raise Unreachable(where, "no such socket; is MPD running, with this path as a bind_to_address "
+                                 "of its mpd.conf?", nowhere=True) from None
     except (OSError, mpd2.ConnectionError) as exc:
-        raise Unreachable(f"cannot reach MPD at {where.label}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise Unreachable(where, cause(exc)) from None
     if where.password:
         try:
             client.password(where.password)
@@ -97,6 +123,11 @@ def connect(where: Address) -> mpd2.MPDClient:
             _close(client)
             raise MpdError(f"MPD at {where.label} refused the password") from None
     return client
+
+
+def cause(exc: Exception) -> str:
+    """An OS error's cause in words ("Connection refused"), else its message."""
+    return getattr(exc, "strerror", None) or str(exc) or "connection closed"
 
 
 def _close(client: mpd2.MPDClient) -> None:
@@ -175,7 +206,7 @@ def enqueue(where: Address, tracks: Sequence[Track], *, music_dir: str | os.Path
     except mpd2.CommandError as exc:
         raise refused(where, exc) from None
     except (OSError, mpd2.ConnectionError) as exc:
-        raise Unreachable(f"lost MPD at {where.label}: {exc}") from None
+        raise MpdError(f"lost MPD at {where.label}: {cause(exc)}") from None
     finally:
         _close(client)
 
@@ -212,7 +243,7 @@ class Radio:
         self.music_dir, self.profile, self.say = music_dir, profile, say
         self.tagged = library.tag_filter(tag, min_prob) if tag else None
         self.rng = np.random.default_rng(settings.random_seed)
-        self.played: list[int] = []  # library tracks MPD played this session, in order
+        self.played: list[Track] = []  # library tracks MPD played this session, in order
         self.session_events: list[Event] = []  # kept here when the library cannot be written
         self.current: Playing | None = None
         self.unknown: set[int] = set()  # library tracks MPD's database lacks
@@ -238,7 +269,9 @@ class Radio:
             try:
                 client = connect(self.where)
             except Unreachable as exc:
-                self.once("unreachable", f"{exc}; retrying")
+                if exc.nowhere and not connected_before:
+                    raise
+                self.once("unreachable", f"waiting for MPD at {self.where.label} ({exc.cause}); retrying")
                 time.sleep(delay)
                 delay = min(2 * delay, RETRY_MOST)
                 continue
@@ -251,7 +284,7 @@ class Radio:
                 connected_before = True
                 self.follow(client)
             except (OSError, mpd2.ConnectionError) as exc:
-                self.say(f"lost MPD at {self.where.label} ({str(exc) or 'connection closed'}); reconnecting")
+                self.say(f"lost MPD at {self.where.label} ({cause(exc)}); reconnecting")
             except mpd2.CommandError as exc:
                 raise refused(self.where, exc) from None
             finally:
@@ -294,8 +327,8 @@ class Radio:
             self.once(f"unmapped {song.uri}", f"note: {song.uri} is not in the library; "
                       "the radio follows the songs it knows")
             return
-        if self.played[-1:] != [song.track.id]:
-            self.played.append(song.track.id)
+        if not self.played or self.played[-1].id != song.track.id:
+            self.played.append(song.track)
         self.say(f"playing {song.track.label}")
 
     def left(self, song: Playing, position: float, *, stopped: bool) -> None:
@@ -312,10 +345,26 @@ class Radio:
             self.note(song.track, "play", position)
 
     def note(self, track: Track, kind: str, seconds: float) -> None:
+        """Record an event of ``track``, unless it left the library meanwhile."""
         if self.library.catalogue.readonly:
             self.session_events.append(Event(self.profile, track.id, track.path, kind, seconds, "mpd", time.time()))
-        else:
+            return
+        try:
             record(self.library.catalogue, track.id, kind, profile=self.profile, seconds=seconds, source="mpd")
+        except ParameterError:  # the only one record can raise here: no such track (any more)
+            self.gone(track)
+
+    def gone(self, track: Track) -> None:
+        self.once(f"gone {track.id}", f"note: {track.label} has left the library (re-indexed?); "
+                  "the radio goes on without it")
+
+    def in_library(self, tracks: Sequence[Track]) -> list[Track]:
+        """Those of ``tracks`` the library still holds (with a note for each gone)."""
+        there = {t.id for t in self.library.catalogue.tracks({t.id for t in tracks})}
+        for track in tracks:
+            if track.id not in there:
+                self.gone(track)
+        return [t for t in tracks if t.id in there]
 
     # --- what is queued ------------------------------------------------------------
     def top_up(self, client: mpd2.MPDClient, position: int, length: int) -> None:
@@ -325,12 +374,14 @@ class Radio:
             return
         upcoming = [self.library.catalogue.track_by_path(str(self.root / song["file"]))
                     for song in client.playlistinfo()[position + 1:]]
-        sequence = list(dict.fromkeys(reversed([*self.played, *(t.id for t in upcoming if t)])))[::-1]
+        self.played = self.in_library(self.played)
+        # oldest first, each track where it came last
+        sequence = list({t.id: t for t in reversed([*self.played, *filter(None, upcoming)])}.values())[::-1]
         if not sequence:
             self.once("nothing known", "note: nothing played or queued is in the library yet; waiting")
             return
-        seeds = [self.library.seed(self.library.catalogue.track(sequence[0]))]
-        history = sequence[1:]
+        seeds = [self.library.seed(sequence[0])]
+        history = [t.id for t in sequence[1:]]
         taste = feedback.taste(self.library, self.profile, extra=self.session_events)
         for _ in range(missing):
             track = self.next_in_mpd(client, seeds, history, taste)
