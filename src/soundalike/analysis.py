@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import audio
+from . import audio, musical
 from .errors import ParameterError
 from .models import DEFAULT_MODEL, load_model
 
@@ -66,6 +66,8 @@ class Analysis:
     starts : np.ndarray [shape=(P,)] start time of each patch, seconds
     padded : True when the audio was shorter than one patch (repeated to fill it)
     excerpt : the number of evenly spread patches analysed, 0 when every patch was
+    clips : with ``keep_audio``, the audio the network heard, mono at the model's rate:
+        the excerpt's patches, or up to ``musical.MAX_CLIPS`` spread 3 s clips of a whole track
     """
 
     model: str
@@ -75,6 +77,7 @@ class Analysis:
     starts: np.ndarray
     padded: bool
     excerpt: int = 0
+    clips: tuple[np.ndarray, ...] = ()
 
     @property
     def tag_probabilities(self) -> np.ndarray:
@@ -116,34 +119,40 @@ def _infer(model: AudioModel, windows: Iterable[np.ndarray], batch_size: int) ->
     return np.concatenate(taggram), np.concatenate(embeddings)
 
 
-def _result(model: AudioModel, taggram, embeddings, starts, padded: bool, excerpt: int = 0) -> Analysis:
+def _result(model: AudioModel, taggram, embeddings, starts, padded: bool, excerpt: int = 0, clips=()) -> Analysis:
     return Analysis(model=getattr(model, "name", type(model).__name__), tags=model.labels,
                     taggram=taggram, embeddings=embeddings, starts=np.asarray(starts, dtype=np.float64),
-                    padded=padded, excerpt=excerpt)
+                    padded=padded, excerpt=excerpt, clips=tuple(clips))
 
 
 def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAULT_MODEL, *,
-                   batch_size: int = DEFAULT_BATCH, offset: float = 0.0, hop: int | None = None) -> Analysis:
+                   batch_size: int = DEFAULT_BATCH, offset: float = 0.0, hop: int | None = None,
+                   keep_audio: bool = False) -> Analysis:
     """Analyse a streamed signal at ``model.window.sample_rate``; see :func:`analyze`.
 
     ``offset`` (seconds) is added to the patch start times, for excerpts; ``hop``
-    (samples) overrides the model's patch hop (overlapping patches when smaller).
+    (samples) overrides the model's patch hop (overlapping patches when smaller);
+    ``keep_audio``: keep spread clips of it in :attr:`Analysis.clips`.
     """
     model = _resolve(model)
     window = model.window if hop is None else dataclasses.replace(model.window, hop=hop)
     if window.hop < 1:
         raise ParameterError(f"hop must be >= 1 sample, got {window.hop}")
     total = 0
+    keeper = musical.ClipKeeper(window.sample_rate) if keep_audio else None
 
     def counted(blocks):
         nonlocal total
         for block in blocks:
             total += len(block)
+            if keeper:
+                keeper.feed(block)
             yield block
 
     taggram, embeddings = _infer(model, iter_windows(counted(blocks), window), batch_size)
     starts = offset + np.arange(len(taggram)) * window.hop_seconds
-    return _result(model, taggram, embeddings, starts, padded=total + 2 * window.pad < window.length)
+    return _result(model, taggram, embeddings, starts, padded=total + 2 * window.pad < window.length,
+                   clips=keeper.clips() if keeper else ())
 
 
 def excerpt_starts(duration: float, n: int, window: WindowSpec) -> np.ndarray | None:
@@ -162,41 +171,43 @@ def excerpt_starts(duration: float, n: int, window: WindowSpec) -> np.ndarray | 
 
 
 def analyze_excerpts(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MODEL, *, n: int,
-                     duration: float, batch_size: int = DEFAULT_BATCH) -> Analysis:
+                     duration: float, batch_size: int = DEFAULT_BATCH, keep_audio: bool = False) -> Analysis:
     """Like :func:`analyze` on ``n`` evenly spread patches only, reached by seeking.
 
     ``duration`` is the track's length in seconds (from its metadata). A track too
-    short for ``n`` separate patches is analysed whole.
+    short for ``n`` separate patches is analysed whole. ``keep_audio``: see :class:`Analysis`.
     """
     model = _resolve(model)
     window = model.window
     starts = excerpt_starts(duration, n, window)
     if starts is None:
-        return analyze(path, model, batch_size=batch_size)
+        return analyze(path, model, batch_size=batch_size, keep_audio=keep_audio)
     clips = audio.load_excerpts(path, starts=list(starts), duration=window.length / window.sample_rate,
                                 sr=window.sample_rate)
     windows = (np.pad(c[: window.length], (0, window.length - len(c[: window.length]))) for c in clips)
     taggram, embeddings = _infer(model, windows, batch_size)
-    return _result(model, taggram, embeddings, starts + window.pad / window.sample_rate, padded=False, excerpt=n)
+    return _result(model, taggram, embeddings, starts + window.pad / window.sample_rate, padded=False, excerpt=n,
+                   clips=clips if keep_audio else ())
 
 
 def analyse_track(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MODEL, *, excerpt: int = 0,
                   hop: int | None = None, duration: float | None = None,
-                  batch_size: int = DEFAULT_BATCH) -> Analysis:
+                  batch_size: int = DEFAULT_BATCH, keep_audio: bool = False) -> Analysis:
     """A library track's analysis: ``excerpt`` evenly spread patches (0: every patch).
 
     The one function indexing and evaluation share, so that both give the same
     vectors for the same file and settings. A track too short for ``excerpt``
     separate patches, or of unknown length, is analysed whole (every patch, side by
     side, or every ``hop`` samples). ``duration`` (seconds) saves reading it from
-    the file's metadata.
+    the file's metadata. ``keep_audio``: see :class:`Analysis`.
     """
     model = _resolve(model)
     if excerpt:
         duration = duration if duration is not None else audio.read_metadata(path).duration
         if duration and excerpt_starts(duration, excerpt, model.window) is not None:
-            return analyze_excerpts(path, model, n=excerpt, duration=duration, batch_size=batch_size)
-    return analyze(path, model, batch_size=batch_size, hop=hop)
+            return analyze_excerpts(path, model, n=excerpt, duration=duration, batch_size=batch_size,
+                                    keep_audio=keep_audio)
+    return analyze(path, model, batch_size=batch_size, hop=hop, keep_audio=keep_audio)
 
 
 AGGREGATIONS = ("mean", "tfidf")
@@ -340,7 +351,7 @@ def tfidf_vectors(tracks: list[np.ndarray], *, epsilon: float | None = None, see
 
 def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DEFAULT_MODEL, *,
             start: float = 0.0, duration: float | None = None,
-            batch_size: int = DEFAULT_BATCH, hop: int | None = None) -> Analysis:
+            batch_size: int = DEFAULT_BATCH, hop: int | None = None, keep_audio: bool = False) -> Analysis:
     """Tags and embeddings of every non-overlapping patch of a file or waveform.
 
     Parameters
@@ -355,6 +366,8 @@ def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DE
         Patches per network call; changes speed and memory, not results.
     hop : int or None
         Samples between patch starts; None is the model's (patches side by side).
+    keep_audio : bool
+        Keep spread clips of the audio in ``Analysis.clips`` (to measure tempo and key).
 
     Returns
     -------
@@ -369,6 +382,7 @@ def analyze(source: str | os.PathLike | np.ndarray, model: AudioModel | str = DE
             raise ParameterError(f"waveform must be 1-D (mono), got shape {source.shape}")
         if not len(source):
             raise ParameterError("waveform is empty")
-        return analyze_blocks([source.astype(np.float32, copy=False)], model, batch_size=batch_size, hop=hop)
+        return analyze_blocks([source.astype(np.float32, copy=False)], model, batch_size=batch_size, hop=hop,
+                              keep_audio=keep_audio)
     blocks = audio.stream(source, sr=model.window.sample_rate, start=start, duration=duration)
-    return analyze_blocks(blocks, model, batch_size=batch_size, offset=start, hop=hop)
+    return analyze_blocks(blocks, model, batch_size=batch_size, offset=start, hop=hop, keep_audio=keep_audio)

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from . import musical
 from .errors import ParameterError
 from .library import Library, Seed, Track
 
@@ -43,16 +44,17 @@ def is_duplicate(cosine: float, duration_a: float | None, duration_b: float | No
 
 
 def similar(library: Library, seed: Seed, *, k: int = 10, tag: str | None = None, min_prob: float = 0.5,
-            exclude_artist: bool = False) -> list[Recommendation]:
+            exclude_artist: bool = False, measures: musical.Filter | None = None) -> list[Recommendation]:
     """The ``k`` tracks that sound most like ``seed``, best first.
 
     Never returns the seed itself nor a duplicate of it (nor two duplicates of one
     recording); ``tag`` keeps tracks whose predicted probability of it is at least
-    ``min_prob`` or whose genre tag is it; ``exclude_artist`` skips the seed's artist.
+    ``min_prob`` or whose genre tag is it; ``measures`` keeps tracks by tempo, key and
+    energy; ``exclude_artist`` skips the seed's artist.
     """
     if k < 1:
         raise ParameterError(f"k must be >= 1, got {k}")
-    allowed = library.tag_filter(tag, min_prob) if tag else None
+    allowed = library.allowed(tag=tag, min_prob=min_prob, measures=measures)
     seed_artist = (seed.artist or "").casefold() if exclude_artist else ""
     fetch = 2 * k + 10
     while True:

@@ -36,11 +36,21 @@ import numpy as np
 
 from ..audio import TrackMetadata
 from ..errors import ParameterError, SoundalikeError
+from ..musical import UNKNOWN, Musical
 from .events import SCHEMA as EVENTS_SCHEMA
 
 MAX_TRACK_ID = 2**63 - 1  # SQLite's largest integer: track ids lie in 0..MAX_TRACK_ID
 MAX_QUERY_WORDS = 64  # words of a text search (SQLite's expression depth allows about 500)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# tempo (BPM) and its confidence in [0, 1]; tonic pitch class (0 = C), mode (1 major, 0 minor)
+# and the key's confidence; integrated loudness of the analysed excerpt (LUFS); energy in [0, 1]
+# (see soundalike.musical); NULL where unknown, or not measured yet (a library from before)
+MUSICAL_TYPES = {"bpm": "REAL", "bpm_confidence": "REAL", "key": "INTEGER", "mode": "INTEGER",
+                 "key_confidence": "REAL", "loudness": "REAL", "energy": "REAL"}
+MUSICAL_COLUMNS = tuple(MUSICAL_TYPES)
+MUSICAL_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in MUSICAL_TYPES.items())
+# covering the filters (--bpm, --key, --energy): they never read the rows' arrays
+MUSICAL_INDEX = "CREATE INDEX IF NOT EXISTS tracks_musical ON tracks(bpm, energy, key, mode)"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tracks (
@@ -56,7 +66,8 @@ CREATE TABLE IF NOT EXISTS tracks (
     patches BLOB NOT NULL,         -- float16 (P, dim), patch embeddings
     starts BLOB NOT NULL,          -- float32 (P,), patch start times in seconds
     added_at REAL NOT NULL,
-    generation INTEGER NOT NULL    -- catalogue generation of the last write
+    generation INTEGER NOT NULL,   -- catalogue generation of the last write
+    """ + MUSICAL_SCHEMA + """    -- see MUSICAL_TYPES
 );
 CREATE INDEX IF NOT EXISTS tracks_artist ON tracks(artist COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS failures (
@@ -73,16 +84,19 @@ CREATE TABLE IF NOT EXISTS staged (  -- a re-analysis with meta.staged_model, no
     duration REAL,
     excerpt INTEGER,
     vector BLOB, tags BLOB, patches BLOB, starts BLOB,  -- as in tracks; NULL when the file failed
-    reason TEXT                    -- why the file failed, NULL when it was analysed
+    reason TEXT,                   -- why the file failed, NULL when it was analysed
+    """ + MUSICAL_SCHEMA + """
 );
 """ + EVENTS_SCHEMA
 RECORD_COLUMNS = ("path, size, mtime_ns, artist, title, album, genre, duration, excerpt, "
-                  "vector, tags, patches, starts")
+                  "vector, tags, patches, starts, " + ", ".join(MUSICAL_COLUMNS))
+RECORD_MARKS = ", ".join("?" * len(RECORD_COLUMNS.split(",")))
 UPSERT_TRACK = (f"INSERT INTO tracks ({RECORD_COLUMNS}, added_at, generation) {{source}} "
                 "ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
                 " artist=excluded.artist, title=excluded.title, album=excluded.album, genre=excluded.genre,"
                 " duration=excluded.duration, excerpt=excluded.excerpt, vector=excluded.vector,"
                 " tags=excluded.tags, patches=excluded.patches, starts=excluded.starts,"
+                + "".join(f" {c}=excluded.{c}," for c in MUSICAL_COLUMNS) +
                 " generation=excluded.generation")  # a re-analysed track keeps the time it was added
 # what describes the model of a library (meta keys), and of a re-analysis in progress ("staged_" + key)
 MODEL_KEYS = ("model", "tags", "dim", "blocks", "block_weights")
@@ -160,6 +174,11 @@ def read_only(path: Path, cause: str = "the file or its folder cannot be written
                         "or give another --library")
 
 
+def table_exists(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the library file has this table (an older library may lack a newer one)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def writable(path: Path) -> bool:
     """Whether this process may write the library ``path`` and its folder (where SQLite
     keeps the journal)."""
@@ -205,7 +224,7 @@ class ModelDescription:
 @dataclasses.dataclass(frozen=True)
 class TrackRecord:
     """One analysed file, as stored. Arrays: vector (dim,), tags (n_tags,),
-    patches (P, dim) float16, starts (P,) seconds."""
+    patches (P, dim) float16, starts (P,) seconds; ``musical`` None: not measured."""
 
     path: str
     size: int
@@ -216,6 +235,7 @@ class TrackRecord:
     tags: np.ndarray
     patches: np.ndarray
     starts: np.ndarray
+    musical: Musical | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,13 +301,20 @@ class Catalogue:
             raise LibraryError(f"{self.path}: not a soundalike library (no schema version)")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(version) == 1:
-            if self.readonly:
-                raise LibraryError(f"{self.path}: a library of soundalike 0.1, read-only here, that must be upgraded; "
-                                   "open it once where it is writable")
-            self._migrate_from_1()
-        elif int(version) != SCHEMA_VERSION:
+        version = SCHEMA_VERSION if version is None else int(version)
+        if version not in (1, 2, SCHEMA_VERSION):
             raise LibraryError(f"{self.path}: schema version {version}; this soundalike reads {SCHEMA_VERSION}")
+        if version == 1 and self.readonly:
+            raise LibraryError(f"{self.path}: a library of soundalike 0.1, read-only here, that must be upgraded; "
+                               "open it once where it is writable")
+        if version < SCHEMA_VERSION and not self.readonly:
+            if version == 1:
+                self._migrate_from_1()
+            self._migrate_from_2()
+        # a library of schema 2 that cannot be written is read as it is, without measures
+        self.measures = version == SCHEMA_VERSION or not self.readonly
+        if not self.readonly:
+            self.db.execute(MUSICAL_INDEX)
         if not self.readonly and self.identity is None:  # made with the file, or by the first writer since 0.2
             self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('library_id', ?)", (uuid.uuid4().hex,))
 
@@ -309,6 +336,19 @@ class Catalogue:
                 self.set_meta("blocks", json.dumps([int(self.get_meta("dim"))]))
                 self.set_meta("block_weights", json.dumps([1.0]))
             self._recompute_sum()
+            self.set_meta("schema_version", "2")
+
+    def _migrate_from_2(self) -> None:
+        """Version 2 had no tempo, key, loudness or energy: they stay NULL until the track is
+        analysed again (changed, or ``soundalike index --reanalyze --model MODEL`` with the
+        library's model). Columns already there (``soundalike repair`` copies an older
+        library into the new schema) are kept."""
+        with self._transaction():
+            for table in ("tracks", "staged"):
+                have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in MUSICAL_TYPES.items():
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
@@ -443,7 +483,7 @@ class Catalogue:
             generation = self._bump()
             self.db.execute("DELETE FROM failures WHERE path = ?", (record.path,))
             old = self.db.execute("SELECT vector FROM tracks WHERE path = ?", (record.path,)).fetchone()
-            upsert = UPSERT_TRACK.format(source="VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)") + " RETURNING id"
+            upsert = UPSERT_TRACK.format(source=f"VALUES ({RECORD_MARKS}, ?, ?)") + " RETURNING id"
             track_id = self.db.execute(upsert, (*_record_values(record), time.time(), generation)).fetchone()[0]
             self._shift_sum(added=[_blob(record.vector, np.float32)], removed=[old[0]] if old else [])
         return track_id
@@ -508,7 +548,7 @@ class Catalogue:
         with self._transaction():
             self._check_model(model, "staged_")
             self.db.execute(f"INSERT OR REPLACE INTO staged ({RECORD_COLUMNS}, model) "
-                            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (*_record_values(record), model))
+                            f"VALUES ({RECORD_MARKS}, ?)", (*_record_values(record), model))
 
     def stage_failure(self, path: str, size: int, mtime_ns: int, reason: str, model: str) -> None:
         with self._transaction():
@@ -628,6 +668,23 @@ class Catalogue:
             marks = ",".join("?" * len(chunk))
             rows += self.db.execute(f"SELECT {columns} FROM tracks WHERE id IN ({marks})", chunk).fetchall()
         return rows
+
+    def musical(self, ids: Iterable[int]) -> dict[int, Musical]:
+        """id -> tempo, key, loudness and energy of the tracks with these ids (none in a
+        library of schema 2 read as it is)."""
+        if not self.measures:
+            return {}
+        rows = self._select_ids("id, " + ", ".join(MUSICAL_COLUMNS), ids)
+        return {row[0]: Musical(*row[1:]) for row in rows}
+
+    def measured(self, where: str, params: list) -> np.ndarray:
+        """Ids (sorted) of the tracks whose measures meet the SQL condition ``where`` (over
+        ``MUSICAL_COLUMNS``, see :meth:`soundalike.musical.Filter.conditions`)."""
+        if not self.measures:
+            return np.zeros(0, np.int64)
+        rows = self.db.execute(f"SELECT id FROM tracks WHERE {where} ORDER BY id",
+                               params)
+        return np.fromiter((r[0] for r in rows), np.int64)
 
     def track(self, track_id: int) -> Track | None:
         found = self.tracks([track_id])
@@ -759,9 +816,11 @@ def _patch_matrix(blob: bytes, patches: int) -> np.ndarray:
 def _record_values(record: TrackRecord) -> tuple:
     """A record's values in the order of ``RECORD_COLUMNS``."""
     m = record.metadata
+    measured = record.musical or UNKNOWN
     return (record.path, record.size, record.mtime_ns, m.artist, m.title, m.album, m.genre, m.duration,
             record.excerpt, _blob(record.vector, np.float32), _blob(record.tags, np.float32),
-            _blob(record.patches, np.float16), _blob(record.starts, np.float32))
+            _blob(record.patches, np.float16), _blob(record.starts, np.float32),
+            *(getattr(measured, c) for c in MUSICAL_COLUMNS))
 
 
 def _like(text: str) -> str:

@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParameterError
+from ..musical import UNKNOWN
 
 FIELDS = ("artist", "title", "album", "genre")
+MEASURE_NUMBERS = ("bpm", "bpm_confidence", "key_confidence", "loudness", "energy")
+MEASURE_NAMES = ("key", "camelot")
+MEASURES = ("bpm", "bpm_confidence", "key", "camelot", "key_confidence", "loudness", "energy")  # CSV order
 
 
 def export(library, out: str | os.PathLike) -> int:
@@ -22,8 +26,11 @@ def export(library, out: str | os.PathLike) -> int:
 
     ``.npz``: arrays ``ids`` (n,), ``paths``, ``artist``, ``title``, ``album``, ``genre``
     (n,) strings, ``duration`` (n,) seconds (NaN unknown), ``vectors`` (n, d),
-    ``tags`` (n, n_tags) and ``tag_names`` (n_tags,). ``.csv``: one row per track,
-    columns id, path, metadata, ``tag:<name>`` probabilities, then ``v0``... the vector.
+    ``tags`` (n, n_tags), ``tag_names`` (n_tags,), and the measures (n,) (see
+    :mod:`soundalike.musical`): ``bpm``, ``bpm_confidence``, ``key_confidence``,
+    ``loudness`` (LUFS), ``energy`` (NaN unknown), ``key`` ("A minor") and ``camelot``
+    ("8A") strings ("" unknown). ``.csv``: one row per track, columns id, path,
+    metadata, the measures, ``tag:<name>`` probabilities, then ``v0``... the vector.
     Returns the number of tracks.
     """
     out = Path(out)
@@ -35,8 +42,13 @@ def export(library, out: str | os.PathLike) -> int:
     vectors = library.vectors(ids) if len(ids) else np.zeros((0, 0), np.float32)
     _, tags = catalogue.arrays("tags", ids)
     names = catalogue.tag_names
+    measured = catalogue.musical(ids)
+    measures = [measured.get(int(i), UNKNOWN).as_dict() for i in ids]
     if out.suffix.lower() == ".npz":
         columns = {f: np.array([getattr(t, f) or "" for t in tracks], dtype=str) for f in FIELDS}
+        columns.update({f: np.array([m[f] or "" for m in measures], dtype=str) for f in MEASURE_NAMES})
+        columns.update({f: np.array([np.nan if m[f] is None else m[f] for m in measures], dtype=np.float64)
+                        for f in MEASURE_NUMBERS})
         np.savez_compressed(out, ids=ids, paths=np.array([t.path for t in tracks], dtype=str),
                             duration=np.array([t.duration if t.duration is not None else np.nan for t in tracks]),
                             vectors=vectors, tags=tags, tag_names=np.array(names, dtype=str), **columns)
@@ -44,10 +56,11 @@ def export(library, out: str | os.PathLike) -> int:
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         dim = vectors.shape[1] if len(tracks) else 0
-        writer.writerow(["id", "path", *FIELDS, "duration", *(f"tag:{n}" for n in names),
+        writer.writerow(["id", "path", *FIELDS, "duration", *MEASURES, *(f"tag:{n}" for n in names),
                          *(f"v{i}" for i in range(dim))])
-        for t, v, p in zip(tracks, vectors, tags):
+        for t, m, v, p in zip(tracks, measures, vectors, tags):
             writer.writerow([t.id, t.path, *(getattr(t, fld) or "" for fld in FIELDS),
                              "" if t.duration is None else f"{t.duration:.3f}",
+                             *("" if m[f] is None else m[f] for f in MEASURES),
                              *(f"{x:.5f}" for x in p), *(f"{x:.6g}" for x in v)])
     return len(tracks)

@@ -1,0 +1,213 @@
+"""Tempo, key and loudness: accuracy on synthesized songs, cost per track, indexing speed.
+
+    python bench/bench_musical.py accuracy [--songs 60]
+    python bench/bench_musical.py cost [--folder /work/shared/data/gtzan-dev]
+    python bench/bench_musical.py index [--folder ...] [--runs 3] [--workers 2]
+    python bench/bench_musical.py agreement FOLDER [--tracks 60]
+
+``accuracy``: songs synthesized at a known tempo (70-180 BPM) and key (tests/keyed_songs.py:
+drums, chords, bass, melody; and the same without drums), 60 s each, encoded to MP3 at
+128 kbps, then decoded as indexing does (10 spread 3 s patches at 16 kHz) and measured.
+Tempo is right within 4 % or at half or double; the key exactly, or "close" (its
+relative, or a fifth away). The alternatives are measured on the same songs: Krumhansl
+and Kessler's key profiles instead of Temperley's, and for tempo one contiguous 20 s
+window from the middle with librosa's estimator (and its extra decoding cost).
+
+``cost``: CPU milliseconds per track of :func:`soundalike.musical.measure` on the folder's
+files, decoded as indexing does (the gtzan-dev excerpts are 2-3 s: analysed whole), and of
+the whole analysis of each file (decoding, network, measures) with and without them.
+
+``index``: ``soundalike index FOLDER --workers W`` into a fresh library, with the measures
+switched off ($SOUNDALIKE_MUSICAL=0) and on, interleaved, ``--runs`` each; medians.
+
+``agreement``: on real music without tempo labels, how often the excerpt's tempo agrees
+(4 %, or half/double) with librosa's on a contiguous 20 s window from the middle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import keyed_songs  # noqa: E402
+import synth  # noqa: E402
+from soundalike import analysis, audio, musical  # noqa: E402
+from soundalike.library.indexer import DEFAULT_EXCERPT, analyse_file, find_audio  # noqa: E402
+from soundalike.models import DEFAULT_LIBRARY_MODEL, load_model  # noqa: E402
+
+TOLERANCE = 0.04
+WINDOW_SECONDS = 20.0
+# Krumhansl and Kessler's probe-tone profiles, tonic first: the alternative to Temperley's
+KRUMHANSL_KESSLER = musical.key_templates(
+    np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]),
+    np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]))
+
+
+def tempo_ok(measured: float | None, true: float) -> bool:
+    return measured is not None and any(abs(measured - true * r) <= TOLERANCE * true * r for r in (1, 2, 0.5))
+
+
+def key_close(measured: tuple, tonic: int, mode: int) -> bool:
+    relative = ((tonic + 9) % 12, 0) if mode else ((tonic + 3) % 12, 1)
+    return measured in {relative, ((tonic + 7) % 12, mode), ((tonic + 5) % 12, mode)}
+
+
+def excerpt_clips(path: str, window) -> list[np.ndarray]:
+    """The audio indexing gives the measures: the excerpt's patches, or the whole short file."""
+    duration = audio.read_metadata(path).duration
+    starts = analysis.excerpt_starts(duration, DEFAULT_EXCERPT, window) if duration else None
+    if starts is None:
+        keeper = musical.ClipKeeper(window.sample_rate)
+        for block in audio.stream(path, sr=window.sample_rate):
+            keeper.feed(block)
+        return keeper.clips()
+    return audio.load_excerpts(path, starts=list(starts), duration=window.length / window.sample_rate,
+                               sr=window.sample_rate)
+
+
+def contiguous_tempo(path: str, sr: int) -> tuple[float, float]:
+    """(librosa's tempo on a 20 s window from the middle, seconds spent decoding and estimating)."""
+    import librosa
+
+    t0 = time.perf_counter()
+    duration = audio.read_metadata(path).duration or WINDOW_SECONDS
+    y = audio.load(path, sr=sr, start=max(0.0, duration / 2 - WINDOW_SECONDS / 2), duration=WINDOW_SECONDS)
+    bpm = float(librosa.feature.tempo(y=y, sr=sr)[0])
+    return bpm, time.perf_counter() - t0
+
+
+def accuracy(args) -> None:
+    window = load_model(DEFAULT_LIBRARY_MODEL).window
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(args.songs):
+            bpm, tonic, mode = float(rng.uniform(70, 180)), int(rng.integers(12)), int(rng.integers(2))
+            drums = i % 3 != 2  # one song in three without drums: the pulse only from chords, bass and melody
+            path = Path(folder) / f"song{i}.mp3"
+            y = keyed_songs.render(bpm, tonic, mode, seconds=60, seed=i, drums=drums)
+            synth.write(path, y[None], keyed_songs.RATE)
+            t0 = time.perf_counter()
+            clips = excerpt_clips(str(path), window)
+            measured = musical.measure(clips, window.sample_rate)
+            spent = time.perf_counter() - t0
+            other, other_spent = contiguous_tempo(str(path), window.sample_rate)
+            kk = musical.estimate_key(sum(musical.chroma(c, window.sample_rate) for c in clips), KRUMHANSL_KESSLER)
+            rows.append((drums, tempo_ok(measured.bpm, bpm), (measured.key, measured.mode) == (tonic, mode),
+                         key_close((measured.key, measured.mode), tonic, mode), tempo_ok(other, bpm),
+                         spent, other_spent, measured.bpm_confidence, kk[:2] == (tonic, mode)))
+    for label, keep in (("all", lambda r: True), ("with drums", lambda r: r[0]), ("no drums", lambda r: not r[0])):
+        chosen = [r for r in rows if keep(r)]
+        n = len(chosen)
+        print(f"{label:10s} n={n:3d}  tempo {sum(r[1] for r in chosen) / n:6.1%}  key exact "
+              f"{sum(r[2] for r in chosen) / n:6.1%}  close {sum(r[3] for r in chosen) / n:6.1%}  "
+              f"(Krumhansl-Kessler: key exact {sum(r[8] for r in chosen) / n:6.1%}; 20 s window, librosa: tempo "
+              f"{sum(r[4] for r in chosen) / n:6.1%})")
+    print(f"per song: decode 10 patches + measure {1000 * statistics.median(r[5] for r in rows):.0f} ms; "
+          f"20 s window decode + librosa tempo {1000 * statistics.median(r[6] for r in rows):.0f} ms (median); "
+          f"median tempo confidence {statistics.median(r[7] for r in rows):.2f}")
+
+
+def cost(args) -> None:
+    """CPU time per track of the measures alone, and of analysing each file as indexing does
+    with and without them (one torch thread, as each of 2 workers on 2 cores; each file
+    both ways, in alternating order)."""
+    import torch
+
+    torch.set_num_threads(1)
+    model = load_model(DEFAULT_LIBRARY_MODEL)
+    files = [f for f in find_audio([args.folder])][: args.limit]
+    clips = [excerpt_clips(f.path, model.window) for f in files]
+    for f, c in zip(files[:5], clips):  # warm up (filter banks, FFT plans, the network)
+        musical.measure(c, model.window.sample_rate)
+        analyse_file(f, model, DEFAULT_EXCERPT)
+    alone, whole = [], {"0": [], "1": []}
+    for i, (f, c) in enumerate(zip(files, clips)):
+        t0 = time.process_time()
+        musical.measure(c, model.window.sample_rate)
+        alone.append(time.process_time() - t0)
+        for switch in ("0", "1") if i % 2 == 0 else ("1", "0"):
+            os.environ[musical.ENABLED_VARIABLE] = switch
+            t0 = time.process_time()
+            analyse_file(f, model, DEFAULT_EXCERPT)
+            whole[switch].append(time.process_time() - t0)
+    seconds = statistics.mean(sum(len(x) for x in c) / model.window.sample_rate for c in clips)
+    off, on = sum(whole["0"]), sum(whole["1"])
+    print(f"{len(files)} files of {args.folder} ({seconds:.1f} s measured each on average), CPU ms per track: "
+          f"measures alone median {1000 * statistics.median(alone):.1f} (mean {1000 * statistics.mean(alone):.1f}); "
+          f"analyse_file without {1000 * statistics.median(whole['0']):.0f}, with "
+          f"{1000 * statistics.median(whole['1']):.0f} (median); in all {100 * (on / off - 1):+.1f} %")
+
+
+def index(args) -> None:
+    times = {"off": [], "on": []}
+    for run in range(args.runs):
+        for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):  # interleaved: the machine is shared
+            with tempfile.TemporaryDirectory() as folder:
+                env = {**os.environ, musical.ENABLED_VARIABLE: "1" if mode == "on" else "0"}
+                t0 = time.perf_counter()
+                subprocess.run([str(Path(sys.executable).parent / "soundalike"), "index", str(args.folder), "--library", f"{folder}/lib.sqlite",
+                                "--workers", str(args.workers)], env=env, check=True, capture_output=True)
+                times[mode].append(time.perf_counter() - t0)
+                print(f"run {run + 1} {mode}: {times[mode][-1]:.1f} s", flush=True)
+    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    print(f"median without measures {off:.1f} s, with {on:.1f} s: {100 * (on / off - 1):+.1f} %")
+
+
+def agreement(args) -> None:
+    window = load_model(DEFAULT_LIBRARY_MODEL).window
+    files = [f.path for f in find_audio([args.folder])]
+    rng = np.random.default_rng(args.seed)
+    agree, done = 0, 0
+    for i in rng.permutation(len(files)):
+        duration = audio.read_metadata(files[i]).duration or 0
+        if duration < 60:
+            continue
+        measured = musical.measure(excerpt_clips(files[i], window), window.sample_rate)
+        other, _ = contiguous_tempo(files[i], window.sample_rate)
+        agree += tempo_ok(measured.bpm, other)
+        done += 1
+        if done == args.tracks:
+            break
+    print(f"{done} tracks of at least 60 s from {args.folder}: the excerpt's tempo agrees with librosa's on a "
+          f"20 s window in {agree / done:.1%}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("accuracy")
+    p.add_argument("--songs", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=accuracy)
+    p = sub.add_parser("cost")
+    p.add_argument("--folder", default="/work/shared/data/gtzan-dev")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cost)
+    p = sub.add_parser("index")
+    p.add_argument("--folder", default="/work/shared/data/gtzan-dev")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=index)
+    p = sub.add_parser("agreement")
+    p.add_argument("folder")
+    p.add_argument("--tracks", type=int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=agreement)
+    args = parser.parse_args()
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
