@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "soundalike"
 LAYERS = ["errors", "audio", "features", "models", "analysis", "library", "recommend", "playlist_files",
-          "playlists", "server", "datasets", "evaluation", "train", "cli"]
+          "playlists", "families", "server", "datasets", "evaluation", "train", "cli"]
 
 
 def readme_commands():
