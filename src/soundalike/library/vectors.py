@@ -156,39 +156,22 @@ class VectorIndex:
         return Path(f"{catalogue_path}.faiss"), Path(f"{catalogue_path}.faiss.json")
 
     def save(self, catalogue_path: Path, state: dict) -> None:
-        index_path, state_path = self.paths(catalogue_path)
-        tmp_index, tmp_state = Path(f"{index_path}.{os.getpid()}.tmp"), Path(f"{state_path}.{os.getpid()}.tmp")
-        try:
-            faiss.write_index(self.index, str(tmp_index))
-            centre = None if self.space.centre is None else self.space.centre.tolist()
-            tmp_state.write_text(json.dumps({**state, "kind": self.kind, "count": len(self),
-                                             "dead": self.dead.tolist(), "blocks": list(self.space.blocks),
-                                             "weights": list(self.space.weights), "centre": centre,
-                                             "checksum": _checksum(tmp_index)}))
-            os.replace(tmp_index, index_path)
-            os.replace(tmp_state, state_path)
-        finally:
-            tmp_index.unlink(missing_ok=True)
-            tmp_state.unlink(missing_ok=True)
+        centre = None if self.space.centre is None else self.space.centre.tolist()
+        write_saved(self.index, self.paths(catalogue_path)[0],
+                    {**state, "kind": self.kind, "count": len(self), "dead": self.dead.tolist(),
+                     "blocks": list(self.space.blocks), "weights": list(self.space.weights), "centre": centre})
 
     @classmethod
     def load(cls, catalogue_path: Path, library: str) -> tuple["VectorIndex", dict] | None:
         """The saved index of the library whose identity is ``library``, and its state;
         None when missing, of another library, or damaged (with a warning)."""
         index_path, state_path = cls.paths(catalogue_path)
-        if not state_path.exists() and not index_path.exists():
-            return None
         try:
-            state = json.loads(state_path.read_text())
-            if state.get("library") != library:  # also an index from before identities
-                log.info("%s: the vector index is another library's; rebuilding it", index_path)
+            saved = read_saved(index_path, library)
+            if saved is None:
                 return None
-            if _checksum(index_path) != state["checksum"]:
-                raise ValueError(f"its checksum is not the one saved in {state_path}")
-            index = faiss.read_index(str(index_path))
-            centre = state["centre"]
-            space = Space(tuple(state["blocks"]), tuple(state["weights"]),
-                          None if centre is None else np.asarray(centre, dtype=np.float64))
+            index, state = saved
+            space = saved_space(state)
             if not isinstance(index, faiss.IndexIDMap2):
                 index = faiss.downcast_index(index)
             loaded = cls(index, state.get("kind", "exact"), space, state.get("dead"), state.get("generation"))
@@ -199,6 +182,44 @@ class VectorIndex:
                         index_path, state_path, type(exc).__name__, exc)
             return None
         return loaded, state
+
+
+def write_saved(index: faiss.Index, index_path: Path, state: dict) -> None:
+    """Save a faiss index as ``index_path`` and ``state`` with its checksum as
+    ``<index_path>.json``, each replaced atomically, the index first."""
+    state_path = Path(f"{index_path}.json")
+    tmp_index, tmp_state = Path(f"{index_path}.{os.getpid()}.tmp"), Path(f"{state_path}.{os.getpid()}.tmp")
+    try:
+        faiss.write_index(index, str(tmp_index))
+        tmp_state.write_text(json.dumps({**state, "checksum": _checksum(tmp_index)}))
+        os.replace(tmp_index, index_path)
+        os.replace(tmp_state, state_path)
+    finally:
+        tmp_index.unlink(missing_ok=True)
+        tmp_state.unlink(missing_ok=True)
+
+
+def read_saved(index_path: Path, library: str) -> tuple[faiss.Index, dict] | None:
+    """A faiss index saved by :func:`write_saved` and its state; None when there is none
+    or it is another library's. Raises (OSError, ValueError, RuntimeError, KeyError) when
+    it is damaged."""
+    state_path = Path(f"{index_path}.json")
+    if not state_path.exists() and not index_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    if state.get("library") != library:  # also an index from before identities
+        log.info("%s: the vector index is another library's; rebuilding it", index_path)
+        return None
+    if _checksum(index_path) != state["checksum"]:
+        raise ValueError(f"its checksum is not the one saved in {state_path}")
+    return faiss.read_index(str(index_path)), state
+
+
+def saved_space(state: dict) -> Space:
+    """The space recorded in an index's state (its blocks, weights and centre)."""
+    centre = state["centre"]
+    return Space(tuple(state["blocks"]), tuple(state["weights"]),
+                 None if centre is None else np.asarray(centre, dtype=np.float64))
 
 
 def _checksum(path: Path) -> str:
