@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from soundalike import ParameterError, feedback
 from soundalike.cli import main
 from soundalike.library import Library, LibraryError, events
 from soundalike.library.catalogue import ModelDescription
-from soundalike.playlists import RadioSettings, for_you, next_track, radio
+from soundalike.playlists import RadioSettings, for_you, next_track, radio, why_next
 from test_playlists import add
 
 DIM = 8
@@ -115,7 +116,9 @@ def test_skips_steer_the_next_pick_away_from_their_neighbourhood(clusters):
     assert cluster_of(learnt) != "a"
     assert next_track(clusters, seeds, [track(clusters, n).id for n in ("a1", "a2", "a3")], settings,
                       taste=taste).id == learnt.id  # deterministic
-    assert "away from “artist a3 - a3” you skipped" in taste.why(clusters, clusters.vectors([learnt.id])[0])
+    skipped_ids = [track(clusters, n).id for n in ("a1", "a2", "a3")]
+    assert re.fullmatch(r"away from “artist a[123] - a[123]” you skipped",
+                        why_next(clusters, taste, seeds, skipped_ids, settings.keep_on, learnt))
 
 
 def test_a_like_draws_the_radio_to_its_neighbours_and_says_why(clusters):
@@ -124,8 +127,11 @@ def test_a_like_draws_the_radio_to_its_neighbours_and_says_why(clusters):
     first_b = next(t for t in radio(clusters, seeds, RadioSettings(), taste=taste) if cluster_of(t) == "b")
     plain_b = next(t for t in radio(clusters, seeds, RadioSettings()) if cluster_of(t) == "b")
     assert (first_b.title, plain_b.title) == ("b9", "b5")  # b9 is b4's nearest: the same offset, twice as far
-    assert taste.why(clusters, clusters.vectors([first_b.id])[0]) == "near “artist b4 - b4” you liked"
-    assert taste.why(clusters, clusters.vectors([track(clusters, "c0").id])[0]) is None  # far from it: no reason
+    before = [t.id for t in radio(clusters, seeds, RadioSettings(), taste=taste)]
+    before = before[:before.index(first_b.id)]
+    assert why_next(clusters, taste, seeds, before, 3, first_b) == "near “artist b4 - b4” you liked"
+    c0 = clusters.vectors([track(clusters, "c0").id])[0]
+    assert taste.why(clusters, c0, c0) is None  # far from what was liked: no reason
 
 
 def test_a_disliked_or_lately_skipped_track_never_returns(clusters):
@@ -148,6 +154,30 @@ def test_copies_of_a_disliked_or_liked_song_are_left_out_too(clusters):
     assert "a1-copy" not in {t.title for t in radio(clusters, seeds, RadioSettings(), taste=taste)}
     liked = feedback.taste_of(clusters, [event(clusters, "a1", "like", 0.0)], now=1.0)
     assert "a1-copy" not in {t.title for t in for_you(clusters, liked)}
+
+
+def test_identical_likes_make_one_cluster(clusters):
+    raw = clusters.catalogue.arrays("vector", [track(clusters, "a1").id])[1][0]
+    for i in range(6):  # six tracks with one sound: k-means would leave its other centres empty
+        add(clusters, f"twin{i}", raw, f"twin artist {i}", duration=100 + 10 * i)
+    liked = [event(clusters, f"twin{i}", "like", float(i)) for i in range(6)]
+    taste = feedback.taste_of(clusters, liked, now=10.0, half_life=feedback.PROFILE_HALF_LIFE)
+    centres, shares, member = feedback.clusters(taste)
+    assert len(centres) == 1 and shares.tolist() == [1.0] and member.tolist() == [0] * 6
+    assert len(list(for_you(clusters, taste, length=3))) == 3
+
+
+def test_a_dislike_is_never_forgotten_and_a_later_like_takes_it_back(clusters):
+    a1, a2 = track(clusters, "a1"), track(clusters, "a2")
+    events.record(clusters.catalogue, a1.id, "dislike", at=1.0)
+    events.record(clusters.catalogue, a2.id, "dislike", at=2.0)
+    filler = [("default", a2.id, a2.path, "play", 1.0, "api", 10.0 + i) for i in range(feedback.MOST_EVENTS + 5)]
+    clusters.catalogue.db.executemany(f"INSERT INTO events ({', '.join(events.COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
+                                      filler)
+    events.record(clusters.catalogue, a2.id, "like")
+    taste = feedback.taste(clusters)
+    assert a1.id in taste.never and a1.id in taste.disliked  # 2,000 events later
+    assert a2.id not in taste.never and a2.id in taste.liked_ids
 
 
 def test_old_events_weigh_less_and_a_long_play_counts_as_liking(clusters):
@@ -186,7 +216,7 @@ def test_like_dislike_feedback_and_for_you_on_the_command_line(clusters, tmp_pat
     assert main(["radio", "--for-you", "--library", lib, "--profile", "ann", "--length", "3", "--json"]) == 0
     mix = json.loads(capsys.readouterr().out)
     assert all(cluster_of_title(t["title"]) == "a" and t["title"] != "a4" for t in mix)
-    assert mix[0]["why"].startswith("near “artist a3 - a3” you liked; away from “artist a4 - a4” you skipped")
+    assert mix[0]["why"] == "near “artist a3 - a3” you liked; away from “artist a4 - a4” you disliked"
     out = tmp_path / "ann.csv"
     assert main(["feedback", "--library", lib, "--profile", "ann", "--export", str(out)]) == 0
     assert [r["kind"] for r in csv.DictReader(out.open())] == ["like", "dislike"]

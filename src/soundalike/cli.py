@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import datetime
 import errno
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, audio, playlists, recommend
+from . import __version__, audio, musical, playlists, recommend
 from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import ParameterError, SoundalikeError
 from .library import Library, events, indexer
@@ -240,14 +241,38 @@ def _note(message: str) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
+    if args.start is not None or args.end is not None:
+        return _similar_passages(args)
+    measures = _measures(args)
     with _reading(args) as library:
         seed = library.resolve(args.query, note=_note)
         found = recommend.similar(library, seed, k=args.k, tag=args.tag, min_prob=args.min_prob,
-                                  exclude_artist=args.exclude_artist)
+                                  exclude_artist=args.exclude_artist, measures=measures)
         if not args.json:
             where = "" if seed.track else " (not in the library)"
             print(f"similar to {seed.track.label if seed.track else Path(seed.path).name}{where}:")
         _print_tracks(found, args.json)
+    return 0
+
+
+def _similar_passages(args: argparse.Namespace) -> int:
+    """``similar --from/--to``: the tracks with the most similar passages, each from its best match."""
+    from . import passages
+
+    with _reading(args) as library:
+        query = passages.passage(library, args.query, args.start, args.end, note=_note)
+        found = passages.similar_passages(library, query, k=args.k)
+    if args.json:
+        print(json.dumps([{"rank": i, **m.as_dict()} for i, m in enumerate(found, 1)], ensure_ascii=False))
+        return 0
+    span = f"{passages.format_time(query.start)}-{passages.format_time(query.end)}"
+    print(f"passages like {span} of {query.track.label if query.track else query.name}"
+          f"{'' if query.track else ' (not in the library)'}:")
+    for i, m in enumerate(found, 1):
+        print(f"{i:3d}  {m.score:6.3f}  at {passages.format_time(m.start):>7}  {m.track.label}\n"
+              f"                            {m.track.path}")
+    if not found:
+        print("no tracks match")
     return 0
 
 
@@ -267,8 +292,8 @@ def _emit_playlist(tracks, args: argparse.Namespace, why: list[str | None] | Non
     if args.mpd:
         from . import mpd
 
-        added = mpd.enqueue(mpd.address(args.host, args.port, args.password), tracks, music_dir=args.music_dir,
-                            replace=args.replace, note=_note)
+        added = mpd.enqueue(mpd.address(args.host, args.port, ask_password=args.password), tracks,
+                            music_dir=args.music_dir, replace=args.replace, note=_note)
         print(f"added {added} tracks to MPD's queue", file=sys.stderr)
     if args.to_subsonic:
         from .subsonic.commands import emit
@@ -279,6 +304,15 @@ def _emit_playlist(tracks, args: argparse.Namespace, why: list[str | None] | Non
             print(f"{i:3d}  {t.label}\n       {t.path}" + (f"\n       why: {w}" if w else ""))
 
 
+def _measures(args: argparse.Namespace) -> musical.Filter:
+    """The --bpm, --key and --energy filter (ParameterError for a bad one, before any work)."""
+    return musical.Filter(bpm=args.bpm, key=args.key, energy=args.energy)
+
+
+def _transitions(args: argparse.Namespace) -> musical.Transitions:
+    return musical.Transitions(harmonic=args.harmonic, bpm_step=args.bpm_step)
+
+
 def cmd_radio(args: argparse.Namespace) -> int:
     from . import feedback
 
@@ -286,16 +320,23 @@ def cmd_radio(args: argparse.Namespace) -> int:
                                        random_seed=args.random_seed)
     if bool(args.seeds) == args.for_you:
         raise ParameterError("give seed songs, or --for-you to play from what the profile likes, not both")
+    measures, transitions = _measures(args), _transitions(args)
     with _reading(args) as library:
         check_profile(args.profile)
+        allowed = library.allowed(measures=measures)
         if args.for_you:
             taste = feedback.taste(library, args.profile, half_life=feedback.PROFILE_HALF_LIFE)
-            tracks = list(playlists.for_you(library, taste, settings, length=args.length))
+            tracks = list(playlists.for_you(library, taste, settings, length=args.length, allowed=allowed,
+                                            transitions=transitions))
+            explain = functools.partial(playlists.why_for_you, library, taste)
         else:
             taste = feedback.taste(library, args.profile)
             seeds = [library.resolve(q, note=_note) for q in args.seeds]
-            tracks = list(playlists.radio(library, seeds, settings, length=args.length, taste=taste))
-        why = [taste.why(library, v) for v in library.vectors([t.id for t in tracks])] if not taste.empty else None
+            tracks = list(playlists.radio(library, seeds, settings, length=args.length, taste=taste, allowed=allowed,
+                                          transitions=transitions))
+            explain = functools.partial(playlists.why_next, library, taste, seeds, keep_on=args.keep_on)
+        ids = [t.id for t in tracks]
+        why = None if taste.empty else [explain(ids[:i], track=t) for i, t in enumerate(tracks)]
         _emit_playlist(tracks, args, why)
     return 0
 
@@ -323,9 +364,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             print(json.dumps([e.as_dict() for e in found], ensure_ascii=False))
             return 0
         counts = events.profiles(library.catalogue)
-        if not counts:
-            print("no listening events yet: like, dislike, skip or play tracks (soundalike like TRACK, the page, "
-                  "soundalike mpd)")
+        if not found:
+            others = f"; profiles with events: {', '.join(name for name, _ in counts)}" if counts else ""
+            whose = "" if profile is None else f" for profile {profile!r}"
+            print(f"no listening events yet{whose}: like, dislike, skip or play tracks (soundalike like TRACK, the "
+                  f"page, soundalike mpd){others}")
             return 0
         print("profiles: " + ", ".join(f"{name} ({n} events)" for name, n in counts))
         labels = {t.id: t.label for t in library.catalogue.tracks({e.track_id for e in found if e.track_id})}
@@ -342,7 +385,7 @@ def cmd_mpd(args: argparse.Namespace) -> int:
 
     settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
                                        random_seed=args.random_seed)
-    where = mpd.address(args.host, args.port, args.password)
+    where = mpd.address(args.host, args.port, ask_password=args.password)
     with _reading(args) as library:
         check_profile(args.profile)
         mpd.serve(mpd.Radio(library, where, settings, ahead=args.ahead, music_dir=args.music_dir, tag=args.tag,
@@ -351,10 +394,12 @@ def cmd_mpd(args: argparse.Namespace) -> int:
 
 
 def cmd_path(args: argparse.Namespace) -> int:
+    measures, transitions = _measures(args), _transitions(args)
     with _reading(args) as library:
         waypoints = [library.resolve(q, note=_note) for q in args.songs]
         tracks = playlists.path(library, waypoints, length=args.length, drunk=args.drunk,
-                                max_per_artist=args.max_per_artist, random_seed=args.random_seed)
+                                max_per_artist=args.max_per_artist, random_seed=args.random_seed,
+                                allowed=library.allowed(measures=measures), transitions=transitions)
         _emit_playlist(tracks, args)
     return 0
 
@@ -374,8 +419,34 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    measures = _measures(args)
     with _reading(args) as library:
-        _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k), args.json)
+        allowed = library.allowed(measures=measures)
+        _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k, allowed=allowed), args.json)
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from . import families
+
+    with _reading(args) as library:
+        found = families.library_families(library, args.n)
+        written = families.write_playlists(library, found, args.out, relative=args.relative) if args.out else []
+        examples = {f.number: library.catalogue.tracks(f.ids[:families.EXAMPLES].tolist()) for f in found.families}
+    if written:
+        print(f"wrote {len(written)} playlists to {args.out}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"automatic": found.automatic, "silhouettes": found.silhouettes, "families": [
+            {**f.as_dict(), "ids": f.ids.tolist(), "examples": [t.as_dict() for t in examples[f.number]],
+             **({"playlist": str(w)} if written else {})}
+            for f, w in zip(found.families, written or [None] * len(found.families))]}, ensure_ascii=False))
+        return 0
+    how = "chosen by silhouette" if found.automatic else "as asked"
+    print(f"{len(found.families)} families ({how}):")
+    for f in found.families:
+        print(f"{f.number:3d}  {f.name}  ({f.size} tracks)")
+        for t in examples[f.number]:
+            print(f"       {t.label}")
     return 0
 
 
@@ -568,6 +639,16 @@ def _output_file(text: str) -> str:
     return str(path)
 
 
+def _time(text: str) -> float:
+    """An argparse type: seconds, from "83.5" or "1:23.5" (see :func:`soundalike.passages.parse_time`)."""
+    from .passages import parse_time
+
+    try:
+        return parse_time(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _model_name(text: str) -> str:
     """A registered model's name, or a trained model's file or run directory as an absolute path."""
     if text in REGISTRY:
@@ -643,14 +724,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help=SUBSONIC_USER_HELP)
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("similar", parents=[lib], help="tracks that sound like a track or any audio file")
+    measures = argparse.ArgumentParser(add_help=False)
+    measures.add_argument("--bpm", metavar="BPM", help=f"only tracks of this tempo: a range (120-128) or a value "
+                          f"(124: within {musical.BPM_TOLERANCE * 100:g}%%); half or double time does not match")
+    measures.add_argument("--key", help="only tracks in this key: 'A minor', 'Am', 'F#', 'Bb major', or Camelot '8A'; "
+                          "several separated by commas")
+    measures.add_argument("--energy", metavar="E", help=f"only tracks of this energy (0 calm to 1 loud and busy): a "
+                          f"range (0.6-1) or a value (within {musical.ENERGY_TOLERANCE:g})")
+    mixing = argparse.ArgumentParser(add_help=False)
+    mixing.add_argument("--harmonic", action="store_true", help="each track's key compatible with the one before on "
+                        "the Camelot wheel (same, one hour apart, or relative major/minor)")
+    mixing.add_argument("--bpm-step", type=float, metavar="BPM", help="largest tempo change between consecutive "
+                        "tracks, in BPM (half or double time counts as the same tempo)")
+
+    p = sub.add_parser("similar", parents=[lib, measures], help="tracks that sound like a track or any audio file")
     p.add_argument("query", help=QUERY_HELP)
     p.add_argument("-k", type=_integer(1), default=10, help="how many (default 10)")
     p.add_argument("--tag", help="only tracks predicted to have this tag (or with this genre)")
     p.add_argument("--min-prob", type=_fraction, default=0.5, help="tag probability threshold (default 0.5)")
     p.add_argument("--exclude-artist", action="store_true", help="skip the seed's artist")
+    p.add_argument("--from", dest="start", type=_time, metavar="TIME",
+                   help="search by passage: the passage starting here (seconds or m:ss; default the start)")
+    p.add_argument("--to", dest="end", type=_time, metavar="TIME",
+                   help="search by passage: the passage ending here (seconds or m:ss; default the end)")
     p.add_argument("--json", action="store_true",
-                   help="print JSON: a list of {rank, score, id, path, artist, title, album, duration, tags}")
+                   help="print JSON: a list of {rank, score, id, path, artist, title, album, duration, tags}; "
+                        "with --from/--to {rank, score, start, query_start, id, path, ...}, times in seconds")
     p.set_defaults(func=cmd_similar)
 
     chance = argparse.ArgumentParser(add_help=False)
@@ -664,7 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="MPD's host, socket path or @abstract socket (default: $MPD_HOST, which may be "
                              "PASSWORD@HOST, else localhost)")
     player.add_argument("--port", type=_integer(1, 65535), default=None, help="MPD's port (default: $MPD_PORT, else 6600)")
-    player.add_argument("--password", default=None, help="MPD's password (default: the one in $MPD_HOST)")
+    player.add_argument("--password", action="store_true",
+                        help="ask MPD's password (default: the one in $MPD_HOST, PASSWORD@HOST, else none)")
     player.add_argument("--music-dir", default=None,
                         help="MPD's music directory on this machine (default: asked from MPD, over its socket)")
 
@@ -683,7 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--profile", default=DEFAULT_PROFILE,
                          help="whose listening: events are stored and learnt from per profile (default %(default)s)")
 
-    p = sub.add_parser("radio", parents=[lib, out, steering, profile], help="keep playing songs like these")
+    p = sub.add_parser("radio", parents=[lib, out, steering, profile, measures, mixing],
+                       help="keep playing songs like these")
     p.add_argument("seeds", nargs="*", help="seed songs: " + QUERY_HELP)
     p.add_argument("--for-you", action="store_true",
                    help="no seeds: play near what the profile liked and played through, away from what it skipped")
@@ -711,7 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print every event as JSON")
     p.set_defaults(func=cmd_feedback)
 
-    p = sub.add_parser("path", parents=[lib, out], help="a journey from one song to another, through others")
+    p = sub.add_parser("path", parents=[lib, out, measures, mixing],
+                       help="a journey from one song to another, through others")
     p.add_argument("songs", nargs="+", help="start, waypoints and end, each " + QUERY_HELP)
     p.add_argument("--length", type=_integer(2), default=12, help="tracks in all, waypoints included (default 12)")
     p.add_argument("--max-per-artist", type=_integer(1), default=None, help="cap tracks per artist")
@@ -723,7 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON: {path, id, tags: [{tag, probability}]}")
     p.set_defaults(func=cmd_tags)
 
-    p = sub.add_parser("search", parents=[lib], help="the library's tracks ranked by the predicted probability of a tag")
+    p = sub.add_parser("search", parents=[lib, measures],
+                       help="the library's tracks ranked by the predicted probability of a tag")
     p.add_argument("--tag", required=True,
                    help="a tag the library's model predicts (e.g. rock, piano, female vocalists; "
                         "'an unknown tag lists them all)")
@@ -731,6 +834,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print JSON: a list of {rank, score (the tag's probability), id, path, artist, title, ...}")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("families", parents=[lib], help="group the library into families of tracks that sound alike")
+    p.add_argument("-n", type=_integer(1), default=None, help="how many families (default: chosen by silhouette)")
+    p.add_argument("--out", metavar="DIR", help="write one M3U8 playlist per family into this folder")
+    p.add_argument("--relative", action="store_true", help="paths relative to the playlist files")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: {automatic, silhouettes, families: [{number, name, size, tags, ids, examples}]}")
+    p.set_defaults(func=cmd_families)
 
     p = sub.add_parser("export", parents=[lib], help="write ids, paths, metadata, vectors and tags")
     p.add_argument("--out", type=_output_file, required=True, help="FILE.npz or FILE.csv")

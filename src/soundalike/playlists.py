@@ -15,6 +15,7 @@ from .analysis import normalize
 from .errors import ParameterError
 from .feedback import Taste, clusters
 from .library import Library, Seed, Track
+from .musical import Transitions
 from .recommend import is_duplicate
 
 CANDIDATES = 50  # nearest tracks considered per step, before rules are applied
@@ -54,7 +55,7 @@ def _drunk_pick(scores: np.ndarray, drunk: float, rng: np.random.Generator) -> i
 
 def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], settings: RadioSettings,
                rng: np.random.Generator | None = None, taste: Taste | None = None,
-               allowed: np.ndarray | None = None) -> Track | None:
+               allowed: np.ndarray | None = None, transitions: Transitions | None = None) -> Track | None:
     """The next track of a radio started from ``seeds`` that has played ``history`` (track ids).
 
     Stateless, so a web page can ask one track at a time with its current settings.
@@ -63,7 +64,9 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
     their duplicates and artists heard within ``artist_gap`` tracks are skipped. A
     listener's ``taste`` (see :mod:`soundalike.feedback`) moves the query and rescores
     the candidates, and its ``never`` tracks are not played. ``allowed`` (track ids):
-    only these are played (a tag's, or those a player has). None when nothing is left.
+    only these are played (a tag's, or those a player has); ``transitions``: what the
+    next track's key and tempo must keep from the last one played (or the last seed).
+    None when nothing is left.
     """
     history = list(history)
     history_tracks = library.catalogue.tracks(history)
@@ -71,23 +74,41 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
     played = [(s.track.id if s.track else None, s.vector, s.duration) for s in seeds]
     if history:
         played += list(zip(history, library.vectors(history), (t.duration for t in history_tracks)))
-    skipped = set(taste.skipped_ids.tolist()) if taste else set()
-    steering = [v for i, v, _ in played if i not in skipped] or [v for _, v, _ in played[:len(seeds)]]
-    query = normalize(np.mean(steering[-settings.keep_on:], axis=0))
+    query = _heading([(i, v) for i, v, _ in played], len(seeds), settings.keep_on, taste)
     recent = [s.artist for s in seeds] + [t.artist for t in history_tracks]
     avoid = {i for i, _, _ in played if i is not None}
     return _pick(library, query, avoid, [(v, d) for _, v, d in played], recent, settings, rng, taste,
-                 allowed=allowed)
+                 allowed=allowed, transitions=transitions, after=played[-1][0])
+
+
+def _heading(played: list[tuple[int | None, np.ndarray]], seeds: int, keep_on: int, taste: Taste | None) -> np.ndarray:
+    """Where a radio heads before its taste moves it: the mean unit vector of the last
+    ``keep_on`` of ``played`` (track id or None, unit vector), seeds first, leaving out
+    what the listener skipped (the seeds when all was skipped)."""
+    skipped = set(taste.skipped_ids.tolist()) if taste else set()
+    steering = [v for i, v in played if i not in skipped] or [v for _, v in played[:seeds]]
+    return normalize(np.mean(steering[-keep_on:], axis=0))
+
+
+def why_next(library: Library, taste: Taste, seeds: Sequence[Seed], history: Sequence[int], keep_on: int,
+             track: Track) -> str | None:
+    """Why ``next_track`` picked ``track`` after ``history``, in words (see :meth:`Taste.why`)."""
+    played = [(s.track.id if s.track else None, s.vector) for s in seeds]
+    played += list(zip(history, library.vectors(list(history))))
+    heading = _heading(played, len(seeds), keep_on, taste)
+    return taste.why(library, library.vectors([track.id])[0], heading)
 
 
 def _pick(library: Library, query: np.ndarray, avoid: set[int], played: list[tuple[np.ndarray, float | None]],
           recent_artists: list[str | None], settings: RadioSettings, rng: np.random.Generator | None,
-          taste: Taste | None, *, steer: bool = True, allowed: np.ndarray | None = None) -> Track | None:
+          taste: Taste | None, *, steer: bool = True, allowed: np.ndarray | None = None,
+          transitions: Transitions | None = None, after: int | None = None) -> Track | None:
     """The track to play next near unit ``query`` (d,), moved by the taste when ``steer``:
     not in ``avoid`` nor ``taste.never``, no duplicate of a ``played`` (vector,
     duration), no artist among the last ``artist_gap`` of ``recent_artists``; ranked
     by cosine plus the taste's bias. Nor a duplicate of a track the taste never plays
-    (another copy of a disliked song)."""
+    (another copy of a disliked song), nor one that ``transitions`` forbids after the
+    track ``after`` (an id; None: a file outside the library, which forbids nothing)."""
     rng = rng if rng is not None else np.random.default_rng(settings.random_seed)
     learning = taste is not None and not taste.empty
     if learning and steer:
@@ -100,9 +121,10 @@ def _pick(library: Library, query: np.ndarray, avoid: set[int], played: list[tup
     fetch = considered + len(avoid)
     while True:
         found = library.candidates(query, fetch, allowed=allowed)
+        follows = _follows(library, transitions, after, found.ids)
         ok = []
         for row, track in enumerate(found.tracks):
-            if track.id in avoid or (track.artist and track.artist.casefold() in artists):
+            if track.id in avoid or (track.artist and track.artist.casefold() in artists) or not follows[row]:
                 continue
             if any(is_duplicate(float(found.unit[row] @ v), track.duration, d) for v, d in played):
                 continue
@@ -119,16 +141,26 @@ def _pick(library: Library, query: np.ndarray, avoid: set[int], played: list[tup
     return found.tracks[ok[pool[_drunk_pick(scores[pool], settings.drunk, rng)]]]
 
 
+def _follows(library: Library, transitions: Transitions | None, before: int | None, ids) -> np.ndarray:
+    """Whether each track of ``ids`` may follow track ``before`` (None: a file outside the
+    library) under ``transitions``, shape (len(ids),) bool."""
+    if transitions is None or not transitions.active or before is None:
+        return np.ones(len(ids), bool)
+    measured = library.catalogue.musical([before, *ids])
+    return np.array([transitions.allows(measured.get(before), measured.get(int(i))) for i in ids], bool)
+
+
 def radio(library: Library, seeds: Sequence[Seed], settings: RadioSettings = RadioSettings(), *,
-          length: int | None = None, taste: Taste | None = None) -> Iterator[Track]:
+          length: int | None = None, taste: Taste | None = None, allowed: np.ndarray | None = None,
+          transitions: Transitions | None = None) -> Iterator[Track]:
     """Keep playing: yields up to ``length`` tracks (forever if None) until the library
-    runs dry; ``taste``: see :func:`next_track`."""
+    runs dry; ``taste``, ``allowed``, ``transitions``: see :func:`next_track`."""
     if not seeds:
         raise ParameterError("radio needs at least one seed")
     rng = np.random.default_rng(settings.random_seed)
     history: list[int] = []
     while length is None or len(history) < length:
-        track = next_track(library, seeds, history, settings, rng, taste)
+        track = next_track(library, seeds, history, settings, rng, taste, allowed, transitions)
         if track is None:
             return
         history.append(track.id)
@@ -136,27 +168,38 @@ def radio(library: Library, seeds: Sequence[Seed], settings: RadioSettings = Rad
 
 
 def next_for_you(library: Library, taste: Taste, history: Sequence[int], settings: RadioSettings,
-                 rng: np.random.Generator | None = None) -> Track | None:
+                 rng: np.random.Generator | None = None, allowed: np.ndarray | None = None,
+                 transitions: Transitions | None = None) -> Track | None:
     """The next track of a "for you" mix that has played ``history``: the taste cluster
     whose turn it is (each cluster's share of the plays follows its share of the likes;
     see :func:`soundalike.feedback.clusters`) lends one of its liked tracks, in turn,
     and the pick sounds like it, away from what was skipped; never a liked, disliked or
-    lately skipped track nor one of ``history``. ParameterError when nothing is liked."""
-    centres, shares, member = clusters(taste)
-    if not len(centres):
-        raise ParameterError("no liked or long-played tracks yet for this profile; like some first "
-                             "(soundalike like TRACK, or the page's heart)")
-    turns = _turns(shares, len(history) + 1)
-    cluster = turns[-1]
-    liked = np.flatnonzero(member == cluster)
-    liked = liked[np.argsort(-taste.like_weights[liked], kind="stable")]
-    anchor = liked[(turns.count(cluster) - 1) % len(liked)]
+    lately skipped track nor one of ``history``; ``allowed``, ``transitions``: see
+    :func:`next_track`. ParameterError when nothing is liked."""
+    anchor = _anchor(taste, len(history))
     history = list(history)
     history_tracks = library.catalogue.tracks(history)
     played = _with_durations(library, history) + _with_durations(library, taste.liked_ids.tolist())
     avoid = set(history) | set(taste.liked_ids.tolist())
-    return _pick(library, taste.liked[anchor], avoid, played, [t.artist for t in history_tracks], settings, rng,
-                 taste, steer=False)
+    return _pick(library, anchor, avoid, played, [t.artist for t in history_tracks], settings, rng,
+                 taste, steer=False, allowed=allowed, transitions=transitions, after=history[-1] if history else None)
+
+
+def _anchor(taste: Taste, played: int) -> np.ndarray:
+    """The unit vector (d,) of the liked track a "for you" mix plays near after ``played`` tracks."""
+    centres, shares, member = clusters(taste)
+    if not len(centres):
+        raise ParameterError("no liked or long-played tracks yet for this profile; like some first "
+                             "(soundalike like TRACK, or the page's heart)")
+    turns = _turns(shares, played + 1)
+    liked = np.flatnonzero(member == turns[-1])
+    liked = liked[np.argsort(-taste.like_weights[liked], kind="stable")]
+    return taste.liked[liked[(turns.count(turns[-1]) - 1) % len(liked)]]
+
+
+def why_for_you(library: Library, taste: Taste, history: Sequence[int], track: Track) -> str | None:
+    """Why ``next_for_you`` picked ``track`` after ``history``, in words (see :meth:`Taste.why`)."""
+    return taste.why(library, library.vectors([track.id])[0], _anchor(taste, len(history)))
 
 
 def _with_durations(library: Library, ids: list[int]) -> list[tuple[np.ndarray, float | None]]:
@@ -177,12 +220,13 @@ def _turns(shares: np.ndarray, n: int) -> list[int]:
 
 
 def for_you(library: Library, taste: Taste, settings: RadioSettings = RadioSettings(), *,
-            length: int | None = None) -> Iterator[Track]:
+            length: int | None = None, allowed: np.ndarray | None = None,
+            transitions: Transitions | None = None) -> Iterator[Track]:
     """The "for you" mix: yields up to ``length`` tracks (see :func:`next_for_you`)."""
     rng = np.random.default_rng(settings.random_seed)
     history: list[int] = []
     while length is None or len(history) < length:
-        track = next_for_you(library, taste, history, settings, rng)
+        track = next_for_you(library, taste, history, settings, rng, allowed, transitions)
         if track is None:
             return
         history.append(track.id)
@@ -213,16 +257,21 @@ def _split(total: int, weights: np.ndarray) -> list[int]:
 
 
 def _viterbi(start: np.ndarray, end: np.ndarray, pools: list[np.ndarray], vectors: dict[int, np.ndarray],
-             targets: np.ndarray) -> list[int]:
+             targets: np.ndarray, follows=None) -> list[int]:
     """One track per pool minimising the squared step distances from start to end,
-    plus ``TARGET_PULL`` times each track's squared distance to its point."""
+    plus ``TARGET_PULL`` times each track's squared distance to its point; only steps
+    that ``follows(before ids, after ids)`` (a (after, before) bool matrix; the start and
+    end as None) allows, when given: ParameterError when no sequence keeps them."""
     cost = None
     back = []
-    prev_vecs = start[None, :]
+    prev_vecs, prev_ids = start[None, :], [None]
     for j, pool in enumerate(pools):
         cur = np.stack([vectors[i] for i in pool])
         pull = TARGET_PULL * (1 - cur @ targets[j]) ** 2
         step = (1 - cur @ prev_vecs.T) ** 2 + pull[:, None]  # (cur, prev)
+        if follows is not None:
+            step[~follows(prev_ids, list(pool))] = np.inf
+        prev_ids = list(pool)
         if cost is None:
             total = step[:, 0]
             back.append(np.zeros(len(pool), int))
@@ -234,6 +283,11 @@ def _viterbi(start: np.ndarray, end: np.ndarray, pools: list[np.ndarray], vector
             total = total[np.arange(len(pool)), back[-1]]
         cost, prev_vecs = total, cur
     final = cost + (1 - prev_vecs @ end) ** 2
+    if follows is not None:
+        final[~follows(prev_ids, [None])[0]] = np.inf
+        if not np.isfinite(final).any():
+            raise ParameterError("no tracks near this path keep --harmonic and --bpm-step from one to the next; "
+                                 "try a larger --bpm-step, without --harmonic, or other songs")
     choice = [int(np.argmin(final))]
     for j in range(len(pools) - 1, 0, -1):
         choice.append(int(back[j][choice[-1]]))
@@ -242,7 +296,8 @@ def _viterbi(start: np.ndarray, end: np.ndarray, pools: list[np.ndarray], vector
 
 
 def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: float = 0.0,
-         max_per_artist: int | None = None, random_seed: int | None = None) -> list[Track]:
+         max_per_artist: int | None = None, random_seed: int | None = None, allowed: np.ndarray | None = None,
+         transitions: Transitions | None = None) -> list[Track]:
     """A playlist of ``length`` tracks from the first waypoint through the others, in order.
 
     Between consecutive waypoints the playlist follows the arc between their vectors
@@ -255,6 +310,9 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
     reproduces a journey). Intermediate tracks are
     shared out between the legs in proportion to their lengths. A waypoint may be a
     file outside the library: it is listed with id None and its copies are avoided.
+    ``allowed`` (track ids): the tracks between waypoints are among these;
+    ``transitions``: what each track's key and tempo must keep from the one before
+    (a waypoint outside the library forbids nothing).
     """
     if len(waypoints) < 2:
         raise ParameterError(f"a path needs at least 2 songs, got {len(waypoints)}")
@@ -285,7 +343,9 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
             if drunk:
                 spread = drunk * np.sqrt(max(legs[leg], 1e-4))
                 targets = normalize(targets + spread * rng.standard_normal(targets.shape) / np.sqrt(targets.shape[1]))
-            chosen = _leg(library, a, b, targets, used, used_vectors, artists, max_per_artist)
+            ends = (waypoints[leg].entry.id, waypoints[leg + 1].entry.id)
+            chosen = _leg(library, a, b, targets, used, used_vectors, artists, max_per_artist, allowed,
+                          _transition_mask(library, transitions, ends))
             for track in chosen:
                 used.add(track.id)
                 if track.artist:
@@ -296,7 +356,24 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
     return playlist
 
 
-def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_artist) -> list[Track]:
+def _transition_mask(library: Library, transitions: Transitions | None, ends: tuple[int | None, int | None]):
+    """A ``follows`` for :func:`_viterbi` between the waypoints ``ends`` (ids; None:
+    outside the library); None when ``transitions`` sets no rule."""
+    if transitions is None or not transitions.active:
+        return None
+
+    def follows(before: list[int | None], after: list[int | None]) -> np.ndarray:
+        before = [ends[0] if i is None else i for i in before]
+        after = [ends[1] if i is None else i for i in after]
+        measured = library.catalogue.musical([i for i in (*before, *after) if i is not None])
+        return np.array([[b is None or a is None or transitions.allows(measured.get(b), measured.get(a))
+                          for b in before] for a in after], bool)
+
+    return follows
+
+
+def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_artist, allowed=None,
+         follows=None) -> list[Track]:
     """Tracks for the points ``targets`` between ``a`` and ``b`` (see :func:`path`).
 
     Candidate pools are gathered once; when the best sequence repeats a track (or a
@@ -305,7 +382,7 @@ def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_a
     """
     pools, vectors, tracks = [], {}, {}
     for target in targets:
-        found = library.candidates(target, 2 * PATH_CANDIDATES + len(used))
+        found = library.candidates(target, 2 * PATH_CANDIDATES + len(used), allowed=allowed)
         pool = []
         for row, track in enumerate(found.tracks):
             if track.id in used:
@@ -320,7 +397,7 @@ def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_a
                 break
         pools.append(pool)
     while all(pools):
-        chosen = _viterbi(a, b, [np.array(p) for p in pools], vectors, targets)
+        chosen = _viterbi(a, b, [np.array(p) for p in pools], vectors, targets, follows)
         conflict = _first_conflict([tracks[i] for i in chosen], artists, max_per_artist, vectors)
         if conflict is None:
             return [tracks[i] for i in chosen]

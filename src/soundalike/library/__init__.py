@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .. import analysis, audio
+from .. import analysis, audio, musical
 from ..analysis import Space
 from ..errors import ParameterError, SoundalikeError
 from ..models import load_model
@@ -102,6 +104,8 @@ class Library:
         self._index: VectorIndex | None = None
         self._model: tuple[str, object] | None = None  # (name, loaded model)
         self._tags: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None  # (generation, tag matrix)
+        self._patches = None  # the patch index (search by passage), opened on first use
+        self._patches_lock = threading.Lock()  # one thread brings it up to date at a time
 
     def close(self) -> None:
         self.catalogue.close()
@@ -128,6 +132,17 @@ class Library:
         """
         self._index = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress, recentre=recentre)
         return self._index
+
+    @property
+    def patch_index(self):
+        """The patch index (:mod:`.patches`, search by passage), brought up to date with the
+        catalogue whenever it changed since it was last used."""
+        from .patches import open_patch_index
+
+        with self._patches_lock:
+            if self._patches is None or self._patches.generation != self.catalogue.generation:
+                self._patches = open_patch_index(self.catalogue)
+            return self._patches
 
     @property
     def space(self) -> Space:
@@ -185,6 +200,17 @@ class Library:
             self.tag_index(tag)  # raises, listing the tags
         ids, probs = self.tag_scores(tag)
         return np.union1d(ids[probs >= min_prob], by_genre)
+
+    def allowed(self, *, tag: str | None = None, min_prob: float = 0.5,
+                measures: musical.Filter | None = None) -> np.ndarray | None:
+        """Ids (sorted) of the tracks every filter given keeps: ``tag`` (see :meth:`tag_filter`)
+        and ``measures`` (tempo, key, energy); None when no filter is given."""
+        kept = [self.tag_filter(tag, min_prob)] if tag else []
+        if measures is not None and measures.active:
+            kept.append(self.catalogue.measured(*measures.conditions()))
+        if not kept:
+            return None
+        return functools.reduce(np.intersect1d, kept)
 
     def nearest(self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores and ids of the ``k`` nearest tracks to a unit ``vector`` of

@@ -1,11 +1,12 @@
 """Listening events: what each listener played, skipped, liked and disliked.
 
 One table of the library file, one schema for every source (the page, the MPD daemon,
-``POST /api/feedback``, ``soundalike like|dislike``). An event names its track by id
-and by path: ids survive re-indexing and re-analysis, and a track that left the
-library and came back under the same path (a drive unplugged, then indexed again) is
-found again by its path. Events of tracks no longer in the library are kept (they are
-exported) and ignored by what learns from them.
+``POST /api/feedback``, ``soundalike like|dislike``). An event is read back with its
+track's id now, found by the track's path (which re-indexing and re-analysis keep):
+a track that left the library and came back under the same path (a drive unplugged,
+then indexed again) is found again under its new id; the id it had when the event
+happened is stored too, for the record. Events of tracks no longer in the library are
+kept (they are exported) and ignored by what learns from them.
 """
 
 from __future__ import annotations
@@ -98,28 +99,40 @@ def record(catalogue, track_id: int, kind: str, *, profile: str = DEFAULT_PROFIL
     return event
 
 
-def events(catalogue, profile: str | None = DEFAULT_PROFILE, *, since: float | None = None) -> list[Event]:
-    """A profile's events (every profile's when None), oldest first, with each track's
-    id now: by its path, else None. A library made before events existed has none."""
-    if not catalogue.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+def events(catalogue, profile: str | None = DEFAULT_PROFILE, *, latest: int | None = None) -> list[Event]:
+    """A profile's events (every profile's when None; only the ``latest`` ones when
+    given), oldest first, with each track's id now: by its path, else None. A library
+    made before events existed has none."""
+    if not _has_events(catalogue):
         return []
-    where, values = [], []
-    if profile is not None:
-        where.append("e.profile = ?")
-        values.append(profile)
-    if since is not None:
-        where.append("e.at >= ?")
-        values.append(since)
+    where, values = ("WHERE e.profile = ?", [profile]) if profile is not None else ("", [])
+    limit = "" if latest is None else f"LIMIT {int(latest)}"
     rows = catalogue.db.execute(
         "SELECT e.profile, t.id, e.path, e.kind, e.seconds, e.source, e.at FROM events e "
-        "LEFT JOIN tracks t ON t.path = e.path "
-        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY e.at, e.id", values)
-    return [Event(*row) for row in rows]
+        f"LEFT JOIN tracks t ON t.path = e.path {where} ORDER BY e.at DESC, e.id DESC {limit}", values)
+    return [Event(*row) for row in rows][::-1]
+
+
+def disliked(catalogue, profile: str = DEFAULT_PROFILE) -> set[int]:
+    """Ids of the library tracks whose latest like or dislike by ``profile`` is a
+    dislike, however long ago (a like after a dislike takes it back)."""
+    if not _has_events(catalogue):
+        return set()
+    rows = catalogue.db.execute(  # SQLite: the bare column e.kind is taken from the row of MAX(e.at)
+        "SELECT t.id, e.kind, MAX(e.at) FROM events e JOIN tracks t ON t.path = e.path "
+        "WHERE e.profile = ? AND e.kind IN ('like', 'dislike') GROUP BY e.path", (profile,))
+    return {track_id for track_id, kind, _ in rows if kind == "dislike"}
+
+
+def _has_events(catalogue) -> bool:
+    from .catalogue import table_exists  # the catalogue's schema includes this module's
+
+    return table_exists(catalogue.db, "events")
 
 
 def profiles(catalogue) -> list[tuple[str, int]]:
     """(profile, number of events) for every profile with events, by name."""
-    if not catalogue.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone():
+    if not _has_events(catalogue):
         return []
     return list(catalogue.db.execute("SELECT profile, COUNT(*) FROM events GROUP BY profile ORDER BY profile"))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import filelock
 
-from .. import analysis, audio
+from .. import analysis, audio, musical
 from ..errors import ParameterError
 from ..models import load_model
 from .catalogue import Catalogue, LibraryError, ModelDescription, TrackRecord, read_only, writable
@@ -288,9 +288,14 @@ def analyse_file(f: FileState, model, excerpt: int) -> TrackRecord:
         from ..subsonic.remote import analyse_song
 
         return analyse_song(f, model, excerpt)
-    meta = audio.read_metadata(f.path)
+    return analyse_source(f, audio.read_metadata(f.path), f.path, model, excerpt)
+
+
+def analyse_source(f: FileState, meta, source, model, excerpt: int) -> TrackRecord:
+    """The catalogue record of ``f`` with tags ``meta``, its audio read from ``source``
+    (a path, or a seekable file object): the network's analysis and the musical measures."""
     measure = musical.enabled()
-    result = analysis.analyse_track(f.path, model, excerpt=excerpt, duration=meta.duration, keep_audio=measure)
+    result = analysis.analyse_track(source, model, excerpt=excerpt, duration=meta.duration, keep_audio=measure)
     return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=result.excerpt,
                        vector=analysis.aggregate(result.embeddings), tags=result.tag_probabilities,
                        patches=result.embeddings, starts=result.starts.astype("float32"),

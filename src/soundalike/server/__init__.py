@@ -70,19 +70,20 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 
-from .. import analysis, audio, feedback, playlists, recommend
+from .. import analysis, audio, feedback, musical, playlists, recommend
 from ..errors import MediaError, ParameterError, SoundalikeError
 from ..library import Catalogue, Library, QueryError, Seed, events
 from ..library.catalogue import MAX_TRACK_ID, LibraryError, Track
 from ..library.vectors import VectorIndex
 from ..playlist_files import Entry, m3u_text
-from . import listening, media, projection
+from . import families, listening, media, passages, projection
 from .auth import Sessions, signed_out
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024  # bytes
 FORM_OVERHEAD = 64 * 1024  # bytes of multipart framing allowed beyond max_upload
+UPLOADS = ("/api/upload", "/api/passages/upload")  # paths whose bodies are audio files
 MAX_JSON = 4 * 1024 * 1024  # bytes of any other request body (a radio history of 100,000 ids is 0.7 to 2 MB)
 DEFAULT_ANALYSES = 2  # uploads analysed at once
 RETRY_AFTER = 10  # seconds a client is asked to wait when every upload slot is busy
@@ -106,6 +107,13 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="how many to skip
 TextQuery = Annotated[str, Query(max_length=MAX_QUERY, description="words to look for")]
 NameQuery = Annotated[str | None, Query(max_length=MAX_NAME,
                                         description="an exact name; empty: tracks without one; omitted: any")]
+MAX_MEASURE = 100  # characters of a --bpm, --key or --energy text
+BPM_HELP = "keep tracks of this tempo: a range of BPM (120-128) or a value (124, within 4 %)"
+KEY_HELP = "keep tracks in this key: 'A minor', 'Am', 'F#', 'Bb major' or Camelot '8A'; several separated by commas"
+ENERGY_HELP = "keep tracks of this energy, 0 (calm) to 1 (loud and busy): a range (0.6-1) or a value (within 0.1)"
+BpmQuery = Annotated[str | None, Query(max_length=MAX_MEASURE, description=BPM_HELP)]
+KeyQuery = Annotated[str | None, Query(max_length=MAX_MEASURE, description=KEY_HELP)]
+EnergyQuery = Annotated[str | None, Query(max_length=MAX_MEASURE, description=ENERGY_HELP)]
 
 
 class Error(BaseModel):
@@ -179,7 +187,24 @@ def _sentence(error: dict) -> str:
     return template.format(name=name or "the body", items="item" if bound == 1 else "items", **bounds)
 
 
-class RadioRequest(BaseModel):
+class MusicalOptions(BaseModel):
+    """Tempo, key and energy filters, and a DJ's rules between consecutive tracks."""
+
+    bpm: str | None = Field(None, max_length=MAX_MEASURE, description=BPM_HELP)
+    key: str | None = Field(None, max_length=MAX_MEASURE, description=KEY_HELP)
+    energy: str | None = Field(None, max_length=MAX_MEASURE, description=ENERGY_HELP)
+    harmonic: bool = Field(False, description="each track's key compatible with the one before (Camelot wheel)")
+    bpm_step: float | None = Field(None, ge=0, le=1000, description=(
+        "largest tempo change between consecutive tracks, BPM (half or double time counts as the same tempo)"))
+
+    def measures(self) -> musical.Filter:
+        return musical.Filter(bpm=self.bpm, key=self.key, energy=self.energy)
+
+    def transitions(self) -> musical.Transitions:
+        return musical.Transitions(harmonic=self.harmonic, bpm_step=self.bpm_step)
+
+
+class RadioRequest(MusicalOptions):
     seeds: list[TrackId] = Field(min_length=1, max_length=100, description="track ids the radio started from")
     history: list[TrackId] = Field(default_factory=list, description=(
         f"track ids played so far, in order; only the last {RADIO_HISTORY} count (they are not played again), "
@@ -193,7 +218,7 @@ class RadioRequest(BaseModel):
         "never play what it disliked; each pick then says why"))
 
 
-class PathRequest(BaseModel):
+class PathRequest(MusicalOptions):
     songs: list[TrackId] = Field(min_length=2, max_length=500, description="start, waypoints and end: track ids")
     length: int = Field(12, ge=2, le=500)
     drunk: float = Field(0.0, ge=0, le=1)
@@ -323,10 +348,10 @@ class Gate:
         await self.app(scope, counted, send)
 
     def limit(self, scope) -> int:
-        return self.max_upload + FORM_OVERHEAD if scope["path"] == "/api/upload" else MAX_JSON
+        return self.max_upload + FORM_OVERHEAD if scope["path"] in UPLOADS else MAX_JSON
 
     def too_large(self, scope) -> str:
-        if scope["path"] == "/api/upload":
+        if scope["path"] in UPLOADS:
             return f"upload larger than the limit of {self.max_upload} bytes"
         return f"request body larger than the limit of {MAX_JSON} bytes"
 
@@ -334,7 +359,7 @@ class Gate:
         answer = self.sessions.gate(scope) if self.sessions else None
         if answer is not None:
             return answer
-        if scope["path"] == "/api/upload" and scope["method"] == "POST":
+        if scope["path"] in UPLOADS and scope["method"] == "POST":
             if not self.slots.acquire(blocking=False):
                 error = busy()
                 return JSONResponse({"detail": error.detail}, status_code=503, headers=error.headers)
@@ -435,9 +460,13 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
             return {**library.stats(), "tags": library.catalogue.tag_names}
 
     def find_tracks(q: str, tag: str | None, min_prob: float, artist: str | None, album: str | None,
-                    offset: int, limit: int) -> list[Track]:
+                    offset: int, limit: int, measures: musical.Filter | None = None) -> list[Track]:
         """A page of the tracks that match every filter given (see :func:`search`)."""
         catalogue, names = library.catalogue, {"artist": artist, "album": album}
+        if not tag and measures is not None and measures.active:
+            kept = set(library.allowed(measures=measures).tolist())
+            found = catalogue.search_text(q, limit=-1, **names) if q.strip() else catalogue.listing(limit=-1, **names)
+            return [t for t in found if t.id in kept][offset : offset + limit]
         if not tag:
             if q.strip():
                 return catalogue.search_text(q, limit=limit, offset=offset, **names)
@@ -447,6 +476,9 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
             allowed = [t.id for t in catalogue.search_text(q, limit=-1, **names)]
         elif artist is not None or album is not None:
             allowed = [t.id for t in catalogue.listing(limit=-1, **names)]
+        if measures is not None and measures.active:
+            by_measures = library.allowed(measures=measures)
+            allowed = by_measures if allowed is None else np.intersect1d(allowed, by_measures)
         ranked = recommend.rank_by_tag(library, tag, k=limit, allowed=allowed, min_prob=min_prob, offset=offset)
         return [r.track for r in ranked]
 
@@ -454,12 +486,15 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     def search(q: TextQuery = "", tag: TagQuery = None,
                min_prob: float = Query(0.5, ge=0, le=1, description="with a tag: the least probability of it kept"),
                artist: NameQuery = None, album: NameQuery = None, offset: Offset = 0,
-               limit: int = Query(50, ge=1, le=MAX_PAGE)):
+               limit: int = Query(50, ge=1, le=MAX_PAGE), bpm: BpmQuery = None, key: KeyQuery = None,
+               energy: EnergyQuery = None):
         """Without ``q`` or ``tag``: by artist, album and file name. ``q``: tracks whose artist,
         title, album or file name contain every word. ``tag``: only tracks whose predicted
-        probability of it is at least ``min_prob``, most probable first."""
+        probability of it is at least ``min_prob``, most probable first. ``bpm``, ``key``,
+        ``energy``: only tracks of this tempo, key and energy."""
+        measures = musical.Filter(bpm=bpm, key=key, energy=energy)
         with library.reading():
-            return with_tags(find_tracks(q, tag, min_prob, artist, album, offset, limit))
+            return with_tags(find_tracks(q, tag, min_prob, artist, album, offset, limit, measures))
 
     @app.get("/api/artists", summary="the artists, by name, with their numbers of tracks and albums",
              response_model=list[Artist])
@@ -474,10 +509,15 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         with library.reading():
             return library.catalogue.albums(q.strip(), artist=artist, offset=offset, limit=limit)
 
-    @app.get("/api/tracks/{track_id}", summary="a track's metadata and predicted tags", responses=errors(404))
+    @app.get("/api/tracks/{track_id}", summary="a track's metadata, predicted tags, tempo, key, loudness and energy",
+             responses=errors(404))
     def track(track_id: TrackIdPath):
+        """``musical``: {bpm, bpm_confidence, key ("A minor"), camelot ("8A"), key_confidence,
+        loudness (LUFS, of the analysed excerpt), energy (0 to 1)}, null where not measured."""
         with library.reading():
-            return with_tags([track_or_404(track_id)], n=10)[0]
+            found = with_tags([track_or_404(track_id)], n=10)[0]
+            measured = library.catalogue.musical([track_id]).get(track_id, musical.UNKNOWN)
+            return {**found, "musical": measured.as_dict()}
 
     @app.get("/api/tracks/{track_id}/audio", summary="the track's audio, as browsers play it (seekable)",
              response_class=FileResponse,
@@ -510,15 +550,19 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     @app.get("/api/tracks/{track_id}/spectrogram.png", summary="mel spectrogram of the first 30 s, as a PNG",
              response_class=Response, responses={200: {"content": {"image/png": {}}}, **errors(404)})
     def spectrogram(track_id: TrackIdPath):
-        return Response(_spectrogram_png(str(file_or_404(track_id))), media_type="image/png")
+        png, time_axis = _spectrogram_png(str(file_or_404(track_id)))
+        return Response(png, media_type="image/png", headers={"X-Soundalike-Time-Axis": time_axis})
 
     @app.get("/api/tracks/{track_id}/similar", summary="tracks that sound like this one, with why",
              responses=errors(404))
     def similar(track_id: TrackIdPath, k: int = Query(10, ge=1, le=200), tag: TagQuery = None,
-                min_prob: float = Query(0.5, ge=0, le=1), exclude_artist: bool = False):
+                min_prob: float = Query(0.5, ge=0, le=1), exclude_artist: bool = False, bpm: BpmQuery = None,
+                key: KeyQuery = None, energy: EnergyQuery = None):
+        measures = musical.Filter(bpm=bpm, key=key, energy=energy)
         with library.reading():
             seed = library.seed(track_or_404(track_id))
-            recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob, exclude_artist=exclude_artist)
+            recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob, exclude_artist=exclude_artist,
+                                     measures=measures)
             return [explain(seed, r) for r in recs]
 
     @app.post("/api/radio/next", summary="the next track of a radio, given its seeds, history and settings",
@@ -526,28 +570,37 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     def radio_next(body: RadioRequest):
         settings = playlists.RadioSettings(keep_on=body.keep_on, drunk=body.drunk, artist_gap=body.artist_gap,
                                            random_seed=body.random_seed)
+        measures, transitions = body.measures(), body.transitions()
         with library.reading():
             seeds = [library.seed(track_or_404(i)) for i in body.seeds]
+            allowed = library.allowed(measures=measures)
             recent = body.history[-RADIO_HISTORY:]
             present = {t.id for t in library.catalogue.tracks(recent)}
             history = [i for i in recent if i in present]
             rng = np.random.default_rng(body.random_seed)
             if body.profile is None:
-                chosen = playlists.next_track(library, seeds, history, settings, rng)
+                chosen = playlists.next_track(library, seeds, history, settings, rng, allowed=allowed,
+                                              transitions=transitions)
                 return with_tags([chosen])[0] if chosen else None
             taste = feedback.taste(library, body.profile)
-            chosen = playlists.next_track(library, seeds, history, settings, rng, taste)
-            return listening.explained(library, taste, chosen, with_tags)
+            chosen = playlists.next_track(library, seeds, history, settings, rng, taste, allowed=allowed,
+                                          transitions=transitions)
+            why = chosen and not taste.empty and playlists.why_next(library, taste, seeds, history, body.keep_on, chosen)
+            return chosen and {**with_tags([chosen])[0], "why": why or None}
 
     listening.add_routes(app, library, with_tags=with_tags, errors=errors)
+    passages.add_routes(app, library, with_tags=with_tags, errors=errors, slots=slots, max_upload=max_upload)
+    families.add_routes(app, library, with_tags=with_tags, errors=errors)
 
     @app.post("/api/path", summary="a journey through the given songs, in small even steps",
               responses=errors(400, 404, 413))
     def path(body: PathRequest):
+        measures, transitions = body.measures(), body.transitions()
         with library.reading():
             waypoints = [library.seed(track_or_404(i)) for i in body.songs]
             tracks = playlists.path(library, waypoints, length=body.length, drunk=body.drunk,
-                                    max_per_artist=body.max_per_artist, random_seed=body.random_seed)
+                                    max_per_artist=body.max_per_artist, random_seed=body.random_seed,
+                                    allowed=library.allowed(measures=measures), transitions=transitions)
             return with_tags(tracks)
 
     @app.post("/api/playlist.m3u8", summary="an extended M3U playlist of the given tracks",
@@ -665,8 +718,10 @@ def _unless_gone(blocks: Iterable[np.ndarray], gone: Callable[[], bool]) -> Iter
             yield block
 
 
-def _spectrogram_png(path: str) -> bytes:
-    """A log-mel image (96 bands x frames) of the first ``SPECTROGRAM_SECONDS`` of a file.
+def _spectrogram_png(path: str) -> tuple[bytes, str]:
+    """A log-mel image (96 bands x frames) of the first ``SPECTROGRAM_SECONDS`` of a file, and
+    where its time axis lies: "x0,x1,seconds" (fractions of the image's width, and the
+    seconds shown), for the page to turn a drag over it into a passage.
 
     Drawn on a figure of its own (matplotlib's object-oriented API, no pyplot): nothing
     is registered globally, so nothing outlives the request, whatever the thread.
@@ -691,5 +746,6 @@ def _spectrogram_png(path: str) -> bytes:
     axis.set_ylabel("mel band")
     out = io.BytesIO()
     figure.savefig(out, format="png")
-    return out.getvalue()
+    box = axis.get_position()
+    return out.getvalue(), f"{box.x0:.4f},{box.x1:.4f},{seconds:.3f}"
 

@@ -90,7 +90,7 @@ def add_routes(app: FastAPI, library, *, with_tags: Callable[[list], list[dict]]
     def feedback_events(profile: Annotated[str, Query(pattern=events.PROFILE_PATTERN.pattern)] = events.DEFAULT_PROFILE,
                         limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_LISTED)] = 100):
         with library.reading():
-            return [e.as_dict() for e in reversed(events.events(library.catalogue, profile)[-limit:])]
+            return [e.as_dict() for e in reversed(events.events(library.catalogue, profile, latest=limit))]
 
     @app.post("/api/foryou/next", responses=errors(400, 413),
               summary="the next track of a \"for you\" mix: near what the profile loves, away from what it skips")
@@ -98,14 +98,6 @@ def add_routes(app: FastAPI, library, *, with_tags: Callable[[list], list[dict]]
         settings = playlists.RadioSettings(drunk=body.drunk, artist_gap=body.artist_gap, random_seed=body.random_seed)
         with library.reading():
             taste = feedback.taste(library, body.profile, half_life=feedback.PROFILE_HALF_LIFE)
-            chosen = playlists.next_for_you(library, taste, body.history[-1000:], settings,
-                                            np.random.default_rng(body.random_seed))
-            return explained(library, taste, chosen, with_tags)
-
-
-def explained(library, taste: feedback.Taste, track, with_tags) -> dict | None:
-    """A picked track as the API gives it, with ``why`` (None when the taste says nothing)."""
-    if track is None:
-        return None
-    why = taste.why(library, library.vectors([track.id])[0]) if not taste.empty else None
-    return {**with_tags([track])[0], "why": why}
+            history = body.history[-1000:]
+            chosen = playlists.next_for_you(library, taste, history, settings, np.random.default_rng(body.random_seed))
+            return chosen and {**with_tags([chosen])[0], "why": playlists.why_for_you(library, taste, history, chosen)}

@@ -8,7 +8,7 @@ import sys
 
 from ..library import Library
 from ..library.indexer import Plan
-from .client import Client, credentials
+from .client import Client, credentials, server_url
 
 UNMATCHED_SHOWN = 20  # unmatched songs listed by name; the rest are counted
 
@@ -16,7 +16,7 @@ UNMATCHED_SHOWN = 20  # unmatched songs listed by name; the rest are counted
 def connect(url: str, user: str | None) -> Client:
     """A connected client of the server ``url`` (credentials from the environment or
     asked); closed again when connecting fails."""
-    client = Client(url, credentials(user))
+    client = Client(server_url(url), credentials(user))  # a bad address is refused before a password is asked
     try:
         return client.connect()
     except BaseException:

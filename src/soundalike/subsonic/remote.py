@@ -32,11 +32,10 @@ from urllib.parse import quote, unquote
 
 import httpx2
 
-from .. import analysis
 from ..audio import TrackMetadata
 from ..errors import MediaError
 from ..library.catalogue import Catalogue, TrackRecord
-from ..library.indexer import FileState, Plan
+from ..library.indexer import FileState, Plan, analyse_source
 from .client import Client, Credentials, SubsonicError, envelope, server_url
 
 SCHEME = "subsonic+"
@@ -149,12 +148,9 @@ def analyse_song(f: FileState, model, excerpt: int) -> TrackRecord:
         meta = TrackMetadata(artist=song.get("artist"), title=song.get("title"), album=song.get("album"),
                              genre=song.get("genre"), duration=float(song["duration"]) if song.get("duration") else None)
         with open_song(client, song_id, f.path) as source:
-            result = analysis.analyse_track(source, model, excerpt=excerpt, duration=meta.duration)
+            return analyse_source(f, meta, source, model, excerpt)
     except SubsonicError as exc:
         raise MediaError(f.path, str(exc)) from None
-    return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=result.excerpt,
-                       vector=analysis.aggregate(result.embeddings), tags=result.tag_probabilities,
-                       patches=result.embeddings, starts=result.starts.astype("float32"))
 
 
 @contextlib.contextmanager

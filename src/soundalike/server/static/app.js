@@ -4,9 +4,11 @@
 import { api, SIGNED_OUT } from "./api.js";
 import { forgetBrowsing, initLibrary, showAlbum, showAlbums, showArtist, showArtists, showLibrary,
          showTrack } from "./browse.js";
+import { initFamilies, showFamilies } from "./families.js";
 import { drawIcons } from "./icons.js";
 import { initMap, showMap } from "./map.js";
 import { addToPath, initMixes, restorePath, showPath, showRadio, startRadio } from "./mixes.js";
+import { initPassages } from "./passages.js";
 import { initPlayer, next, previous, rate, restoreQueue, seekBack, seekForward, toggleMute, togglePlay,
          toggleQueue } from "./player.js";
 import { $, initTheme, plural, showError } from "./ui.js";
@@ -22,6 +24,7 @@ const VIEWS = {
   path: showPath,
   upload: () => {},
   map: showMap,
+  families: showFamilies,
 };
 const NAV_OF = { artist: "artists", album: "albums", track: "library" }; // the menu entry a page belongs to
 
@@ -85,7 +88,9 @@ async function start() {
   initTheme($("theme-toggle"));
   initPlayer();
   initMixes();
+  initPassages();
   initMap();
+  initFamilies();
   $("menu-button").onclick = () => openMenu(!$("sidebar").classList.contains("open"));
   $("shortcuts-button").onclick = () => $("shortcuts").showModal();
   document.addEventListener("keydown", onKey);

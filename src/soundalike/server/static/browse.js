@@ -1,6 +1,7 @@
 // The library's views: search and tag filter, artists, albums, an artist, an album, a track and what sounds like it.
 
-import { api, query, urls } from "./api.js";
+import { api, query } from "./api.js";
+import { showSpectrogram } from "./passages.js";
 import { enqueue, playAll, playNext, playNow } from "./player.js";
 import { albumCard, artistCard, artistHref, byline, toast, trackRow, why } from "./rows.js";
 import { $, albumName, artistName, chips, el, emptyItem, endless, fmtLength, fmtTime, plural, showError,
@@ -130,16 +131,27 @@ function spectrogramSpan(duration) {
 // --- a track --------------------------------------------------------------------------------------
 let shownTrack = null;
 
+// "124 BPM", "A minor (8A)", "-9.3 LUFS", "energy 0.72": what was measured of a track (none for a track
+// indexed before these were)
+function musicalFacts(m) {
+  if (!m) return [];
+  return [m.bpm != null ? `${Math.round(m.bpm)} BPM` : null,
+    m.key ? `${m.key} (${m.camelot})` : null,
+    m.loudness != null ? `${m.loudness.toFixed(1)} LUFS` : null,
+    m.energy != null ? `energy ${m.energy.toFixed(2)}` : null].filter(Boolean);
+}
+
 export async function showTrack(id, { onRadio, onPath }) {
   const track = await api(`/api/tracks/${id}`);
   shownTrack = track;
   $("track-title").textContent = trackTitle(track);
   $("track-meta").replaceChildren(...byline(track).flat(Infinity).filter(Boolean),
     ...[track.genre, track.duration ? fmtTime(track.duration) : null].filter(Boolean).map((s) => ` · ${s}`),
+    ...musicalFacts(track.musical).map((s) => ` · ${s}`),
     el("span", { class: "path small", title: track.path }, track.path));
   $("track-cover").replaceChildren(trackCover(track, "hero-art"));
   chips($("track-tags"), track.tags, { percent: true });
-  $("spectrogram").src = urls.spectrogram(id);
+  showSpectrogram(track);
   $("spectrogram-caption").textContent = `Mel spectrogram of ${spectrogramSpan(track.duration)}: time to the right, pitch up.`;
   $("track-play").onclick = () => playNow(track);
   $("track-next").onclick = () => { playNext(track); toast(`“${trackTitle(track)}” plays next.`); };

@@ -1,22 +1,29 @@
-// The map of the library: every track a point of a 2-D projection, coloured by its top tag; zoom, pan, hover, click.
+// The map of the library: every track a point of a 2-D projection, coloured by its top tag or its family;
+// zoom, pan, hover, click.
 
 import { api } from "./api.js";
+import { countQuery, familyCount } from "./families.js";
 import { playNow } from "./player.js";
 import { $, el, plural, showError } from "./ui.js";
 
 // Tableau's qualitative palette without its grey: the 9 most common tags; every other tag is grey
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"];
+// Tableau 20 without its greys: families are more than tags worth a colour
+const FAMILY_PALETTE = [...PALETTE, "#a0cbe8", "#ffbe7d", "#ff9d9a", "#86bcb6", "#8cd17d", "#f1ce63", "#d4a6c8",
+                        "#fabfd2", "#d7b5a6"];
 const OTHER = "#9a9a9a";
 const METHODS = { umap: "UMAP projection", pca: "PCA projection", tsne: "t-SNE projection" };
 const MIN_ZOOM = 0.5, MAX_ZOOM = 400, WHEEL_STEP = 1.0015, BUTTON_STEP = 1.6;
 const CELL = 16; // px of the hover grid
 const CLICK_SLOP = 5; // px a press may move and still be a click
 
-let map = null; // {data, colour: slot per point (-1 other), legend, view: {k, tx, ty}, fit, screen, grid, highlight}
+let map = null; // {data, colouring (see colouring()), view: {k, tx, ty}, fit, screen, grid, highlight}
 let loading = null;
+let colourBy = "tag"; // or "family"
+let wantedFamily = null; // a family to highlight once the map is coloured by family
 
 export async function showMap() {
-  if (map) return draw();
+  if (map) return coloured();
   if (loading) return loading;
   $("map-loading").hidden = false;
   loading = api("/api/map").then((data) => {
@@ -29,7 +36,23 @@ export async function showMap() {
     $("map-loading").hidden = true;
     loading = null;
   });
-  return loading;
+  await loading;
+  if (map) await coloured();
+}
+
+/** Draw the map coloured as the switch says (and the wanted family highlighted). */
+async function coloured() {
+  try {
+    await recolour();
+  } catch (error) {
+    showError($("map-legend"), error);
+  }
+  if (wantedFamily !== null && map.colouring.by === "family") {
+    const slot = map.colouring.ranked.findIndex(([label]) => label === wantedFamily);
+    if (slot >= 0) highlight(slot);
+  }
+  wantedFamily = null;
+  draw();
 }
 
 /** The library changed: read the map again when next shown. */
@@ -38,13 +61,49 @@ export function forgetMap() {
 }
 
 function prepare(data) {
+  return { data, colouring: colouring("tag", data.tag, data.tags, PALETTE, "other tags"), highlight: null, view: null,
+           fit: null, grid: null };
+}
+
+/** Colours of the points labelled `labels` (an index into `names` per point, -1 none): the most common labels
+ * get the palette's colours, in order, and the others grey (`otherName` in the legend). */
+function colouring(by, labels, names, palette, otherName) {
   const counts = new Map();
-  for (const t of data.tag) counts.set(t, (counts.get(t) || 0) + 1);
-  const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1]);
-  const slotOf = new Map(ranked.slice(0, PALETTE.length).map(([tag], slot) => [tag, slot]));
-  const colour = Int8Array.from(data.tag, (t) => (slotOf.has(t) ? slotOf.get(t) : -1));
-  const others = ranked.slice(PALETTE.length).reduce((n, [, c]) => n + c, 0);
-  return { data, colour, ranked, others, highlight: null, view: null, fit: null, grid: null };
+  for (const t of labels) if (t >= 0) counts.set(t, (counts.get(t) || 0) + 1);
+  const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, palette.length);
+  const slotOf = new Map(ranked.map(([label], slot) => [label, slot]));
+  const colour = Int8Array.from(labels, (t) => (slotOf.has(t) ? slotOf.get(t) : -1));
+  const others = labels.length - ranked.reduce((n, [, c]) => n + c, 0);
+  return { by, count: familyCount(), labels, names, palette, otherName, colour, ranked, others };
+}
+
+/** Colour the map by `colourBy` (the families asked of the server with the page's count), unless it is already. */
+async function recolour() {
+  const current = map.colouring;
+  if (current && current.by === colourBy && (colourBy === "tag" || current.count === familyCount())) return;
+  if (colourBy === "tag") {
+    map.colouring = prepare(map.data).colouring;
+  } else {
+    const members = await api(`/api/families/members${countQuery()}`);
+    const familyOf = new Map(members.ids.map((id, k) => [id, members.family[k]]));
+    map.colouring = colouring("family", map.data.ids.map((id) => familyOf.get(id) ?? -1), members.names,
+                              FAMILY_PALETTE, "other families");
+  }
+  map.highlight = null;
+  legend();
+}
+
+/** Show the map coloured by family, only `family` (an index into the families) highlighted. */
+export function showFamilyOnMap(family) {
+  wantedFamily = family;
+  setColourBy("family");
+}
+
+function setColourBy(by) {
+  colourBy = by;
+  for (const input of document.querySelectorAll("input[name=map-colour]")) input.checked = input.value === by;
+  if (location.hash !== "#/map") location.hash = "#/map"; // the route shows the map
+  else showMap();
 }
 
 // --- drawing --------------------------------------------------------------------------------------
@@ -88,13 +147,14 @@ function draw() {
   for (let i = 0; i < ids.length; i++) { sx[i] = x[i] * k + tx; sy[i] = -y[i] * k + ty; }
   map.screen = { sx, sy, r };
   map.grid = null;
-  for (let slot = -1; slot < PALETTE.length; slot++) {
+  const { palette, colour } = map.colouring;
+  for (let slot = -1; slot < palette.length; slot++) {
     const dim = map.highlight !== null && map.highlight !== slot;
     ctx.globalAlpha = dim ? 0.12 : slot < 0 ? 0.55 : 0.9;
-    ctx.fillStyle = slot < 0 ? OTHER : PALETTE[slot];
+    ctx.fillStyle = slot < 0 ? OTHER : palette[slot];
     ctx.beginPath();
     for (let i = 0; i < ids.length; i++) {
-      if (map.colour[i] !== slot || sx[i] < -r || sy[i] < -r || sx[i] > width + r || sy[i] > height + r) continue;
+      if (colour[i] !== slot || sx[i] < -r || sy[i] < -r || sx[i] > width + r || sy[i] > height + r) continue;
       ctx.moveTo(sx[i] + r, sy[i]);
       ctx.arc(sx[i], sy[i], r, 0, 2 * Math.PI);
     }
@@ -107,15 +167,16 @@ function draw() {
 }
 
 function legend() {
-  const { data, ranked, others } = map;
+  const { names, palette, ranked, others, otherName } = map.colouring;
+  $("map-legend").dataset.by = map.colouring.by;
   const item = (slot, name, count) => el("li", {},
     el("button", { type: "button", class: "legend-item", "aria-pressed": "false", dataset: { slot },
                    title: "Show only these", onclick: () => highlight(slot) },
-       el("span", { class: "swatch", style: `background: ${slot < 0 ? OTHER : PALETTE[slot]}` }),
+       el("span", { class: "swatch", style: `background: ${slot < 0 ? OTHER : palette[slot]}` }),
        name, el("span", { class: "muted small" }, String(count))));
   $("map-legend").replaceChildren(
-    ...ranked.slice(0, PALETTE.length).map(([tag, count], slot) => item(slot, data.tags[tag], count)),
-    ...(others ? [item(-1, "other tags", others)] : []));
+    ...ranked.map(([label, count], slot) => item(slot, names[label], count)),
+    ...(others ? [item(-1, otherName, others)] : []));
 }
 
 function highlight(slot) {
@@ -174,7 +235,8 @@ function tip(px, py) {
   box.hidden = i < 0;
   canvas().style.cursor = i < 0 ? "grab" : "pointer";
   if (i < 0) return;
-  box.replaceChildren(el("strong", {}, map.data.labels[i]), el("span", { class: "small" }, map.data.tags[map.data.tag[i]]));
+  const { names, labels } = map.colouring;
+  box.replaceChildren(el("strong", {}, map.data.labels[i]), el("span", { class: "small" }, names[labels[i]] ?? ""));
   const wrap = $("map-wrap").getBoundingClientRect();
   box.style.left = `${Math.min(px + 14, wrap.width - box.offsetWidth - 4)}px`;
   box.style.top = `${Math.min(py + 14, wrap.height - box.offsetHeight - 4)}px`;
@@ -235,5 +297,8 @@ export function initMap() {
   $("map-zoom-in").onclick = () => map && zoomAt(...centre(), BUTTON_STEP);
   $("map-zoom-out").onclick = () => map && zoomAt(...centre(), 1 / BUTTON_STEP);
   $("map-reset").onclick = resetView;
+  for (const input of document.querySelectorAll("input[name=map-colour]")) {
+    input.onchange = () => setColourBy(input.value);
+  }
   new ResizeObserver(() => { if (map && c.clientWidth) draw(); }).observe(c);
 }

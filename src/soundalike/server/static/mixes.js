@@ -2,6 +2,7 @@
 
 import { api, post, sentence, tracksById } from "./api.js";
 import { profile } from "./listening.js";
+import { showUploadPassages } from "./passages.js";
 import { autofilling, playAll, stopAutofill } from "./player.js";
 import { toast, trackRow, why } from "./rows.js";
 import { $, button, chips, el, emptyItem, plural, showError, trackTitle } from "./ui.js";
@@ -48,8 +49,8 @@ async function startForYou() {
   try {
     first = await ask([]);
   } catch (error) {
-    radioStatus(error.status === 422 ? "Nothing to go on yet: like a few tracks (the heart in the player) or play " +
-                "some to their end, then ask again." : error.message);
+    radioStatus(/no liked or long-played tracks/i.test(error.message) ? "Nothing to go on yet: like a few tracks " +
+                "(the heart in the player) or play some to their end, then ask again." : error.message);
     return;
   }
   if (!first) { radioStatus("Every track near what you like has been played."); return; }
@@ -193,7 +194,8 @@ async function uploadBlob(blob, name) {
     chips($("upload-tags"), result.tags, { percent: true });
     $("upload-results").replaceChildren(...result.similar.map((rec) => trackRow(rec, { why: why("your song", rec) })));
     if (!result.similar.length) $("upload-results").append(emptyItem("The library has no track to compare it with yet."));
-  } catch (error) { uploadStatus(error.message, true); }
+  } catch (error) { uploadStatus(error.message, true); return; }
+  await showUploadPassages(blob, name);
 }
 
 async function record() {
