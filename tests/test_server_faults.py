@@ -336,7 +336,11 @@ OPERATIONS = [("GET", "/api/library"), ("GET", "/api/tracks"), ("GET", "/api/tra
               ("GET", "/api/artists"), ("GET", "/api/albums"), ("GET", "/api/tracks/{track_id}/cover"),
               ("GET", "/api/tracks/{track_id}/audio"), ("GET", "/api/tracks/{track_id}/spectrogram.png"),
               ("GET", "/api/tracks/{track_id}/similar"), ("POST", "/api/radio/next"), ("POST", "/api/path"),
-              ("POST", "/api/playlist.m3u8"), ("POST", "/api/upload"), ("GET", "/api/map")]
+              ("POST", "/api/playlist.m3u8"), ("POST", "/api/upload"), ("GET", "/api/map"),
+              ("POST", "/api/feedback"), ("POST", "/api/listened"), ("GET", "/api/feedback"),
+              ("POST", "/api/foryou/next"), ("GET", "/api/families"), ("GET", "/api/families/members"),
+              ("GET", "/api/families/{number}/tracks"), ("GET", "/api/families/{number}/playlist.m3u8"),
+              ("GET", "/api/tracks/{track_id}/passages"), ("POST", "/api/passages/upload")]
 
 
 @pytest.fixture(scope="module")
