@@ -313,11 +313,16 @@ def _transitions(args: argparse.Namespace) -> musical.Transitions:
     return musical.Transitions(harmonic=args.harmonic, bpm_step=args.bpm_step)
 
 
+def _radio_settings(args: argparse.Namespace) -> playlists.RadioSettings:
+    """Radio's options (``steering`` and ``chance``) as settings."""
+    return playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
+                                   random_seed=args.random_seed)
+
+
 def cmd_radio(args: argparse.Namespace) -> int:
     from . import feedback
 
-    settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
-                                       random_seed=args.random_seed)
+    settings = _radio_settings(args)
     if bool(args.seeds) == args.for_you:
         raise ParameterError("give seed songs, or --for-you to play from what the profile likes, not both")
     measures, transitions = _measures(args), _transitions(args)
@@ -383,8 +388,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_mpd(args: argparse.Namespace) -> int:
     from . import mpd
 
-    settings = playlists.RadioSettings(keep_on=args.keep_on, drunk=args.drunk, artist_gap=args.artist_gap,
-                                       random_seed=args.random_seed)
+    settings = _radio_settings(args)
     where = mpd.address(args.host, args.port, ask_password=args.password)
     with _reading(args) as library:
         check_profile(args.profile)

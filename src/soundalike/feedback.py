@@ -20,6 +20,7 @@ weights, instead of averaging one person's several loves into one muddy centre.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 
@@ -65,6 +66,11 @@ class Taste:
     skip_weights: np.ndarray
     disliked: frozenset[int]
     never: frozenset[int]
+
+    @functools.cached_property
+    def clusters(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`clusters` of this taste, computed once (every pick of a mix asks)."""
+        return clusters(self)
 
     @property
     def empty(self) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .analysis import normalize
 from .errors import ParameterError
-from .feedback import Taste, clusters
+from .feedback import Taste
 from .library import Library, Seed, Track
 from .musical import Transitions
 from .recommend import is_duplicate
@@ -187,7 +187,7 @@ def next_for_you(library: Library, taste: Taste, history: Sequence[int], setting
 
 def _anchor(taste: Taste, played: int) -> np.ndarray:
     """The unit vector (d,) of the liked track a "for you" mix plays near after ``played`` tracks."""
-    centres, shares, member = clusters(taste)
+    centres, shares, member = taste.clusters
     if not len(centres):
         raise ParameterError("no liked or long-played tracks yet for this profile; like some first "
                              "(soundalike like TRACK, or the page's heart)")

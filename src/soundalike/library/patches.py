@@ -30,8 +30,8 @@ import numpy as np
 
 from ..analysis import Space
 from .catalogue import Catalogue
-from .vectors import (CENTRE_TOLERANCE, _save, _state, centre_drift, library_space, read_saved, saved_space, spread,
-                      write_saved)
+from .vectors import (CENTRE_TOLERANCE, _save, _state, centre_drift, library_space, read_saved, same_analysis,
+                      saved_space, spread, write_saved)
 
 PATCH_BITS = 16  # label = track id << PATCH_BITS | patch number: 65,536 patches (54 hours) a track
 PATCH_MASK = (1 << PATCH_BITS) - 1
@@ -210,8 +210,8 @@ def open_patch_index(catalogue: Catalogue, *, exact_limit: int = EXACT_PATCHES) 
         loaded = PatchIndex.load(catalogue.path, wanted["library"]) if wanted["library"] else None
         if loaded is not None:
             index, saved = loaded
-            same_model = saved.get("model") == wanted["model"] and index.space.blocks == space.blocks \
-                and index.space.weights == space.weights and (index.space.centre is None) == (space.centre is None)
+            same_model = same_analysis(saved, wanted, index.space, space) \
+                and (index.space.centre is None) == (space.centre is None)
             if same_model and saved["generation"] == wanted["generation"]:
                 return index
             kind = "ivfpq" if count > exact_limit else "exact"

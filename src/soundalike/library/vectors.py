@@ -258,6 +258,12 @@ def spread(vectors: np.ndarray, space: Space) -> list[float]:
             for a, b in zip(edges[:-1], edges[1:])]
 
 
+def same_analysis(saved: dict, wanted: dict, saved_space: Space, space: Space) -> bool:
+    """Whether a saved index holds vectors of the library's model, in blocks weighted as now."""
+    return saved.get("model") == wanted["model"] and saved_space.blocks == space.blocks \
+        and saved_space.weights == space.weights
+
+
 def centre_drift(saved: Space, current: Space, spreads: list[float]) -> float:
     """How far the mean moved since the index was built: the largest, over blocks, of
     the shift divided by the block's spread around the saved centre (inf if unknown)."""
@@ -289,8 +295,7 @@ def open_index(catalogue: Catalogue, *, exact_limit: int = EXACT_LIMIT,
         loaded = VectorIndex.load(catalogue.path, wanted["library"]) if wanted["library"] else None
         if loaded is not None:
             index, saved = loaded
-            same_model = saved.get("model") == wanted["model"] and index.space.blocks == space.blocks \
-                and index.space.weights == space.weights
+            same_model = same_analysis(saved, wanted, index.space, space)
             drift = centre_drift(index.space, space, saved.get("spread") or [])
             stale_centre = recentre and index.kind == "exact" and drift > 0
             if same_model and not stale_centre and saved.get("generation") == wanted["generation"]:
