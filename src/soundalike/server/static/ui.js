@@ -158,6 +158,10 @@ export function endless(list, { fetchPage, render, empty, count = null }) {
     }
     if (done) observer.disconnect();
     else if (nearBottom()) more();
+    else { // re-armed: a sentinel pushed out and scrolled back before the observer looked is seen again
+      observer.unobserve(sentinel);
+      observer.observe(sentinel);
+    }
   }
   observer.observe(sentinel);
   return pager;
