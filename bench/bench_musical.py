@@ -2,7 +2,7 @@
 
     python bench/bench_musical.py accuracy [--songs 60]
     python bench/bench_musical.py cost [--folder /work/shared/data/gtzan-dev]
-    python bench/bench_musical.py index [--folder ...] [--runs 3] [--workers 2]
+    python bench/bench_musical.py index [--folder ...] [--runs 3] [--workers 2] [--previous REF]
     python bench/bench_musical.py agreement FOLDER [--tracks 60]
 
 ``accuracy``: songs synthesized at a known tempo (70-180 BPM) and key (tests/keyed_songs.py:
@@ -18,7 +18,8 @@ files, decoded as indexing does (the gtzan-dev excerpts are 2-3 s: analysed whol
 the whole analysis of each file (decoding, network, measures) with and without them.
 
 ``index``: ``soundalike index FOLDER --workers W`` into a fresh library, with the measures
-switched off ($SOUNDALIKE_MUSICAL=0) and on, interleaved, ``--runs`` each; medians.
+switched off ($SOUNDALIKE_MUSICAL=0) and on, and with ``--previous`` soundalike at that git
+revision (from a temporary worktree), interleaved, ``--runs`` each; medians.
 
 ``agreement``: on real music without tempo labels, how often the excerpt's tempo agrees
 (4 %, or half/double) with librosa's on a contiguous 20 s window from the middle.
@@ -27,6 +28,7 @@ switched off ($SOUNDALIKE_MUSICAL=0) and on, interleaved, ``--runs`` each; media
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -36,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import versions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -150,18 +154,26 @@ def cost(args) -> None:
 
 
 def index(args) -> None:
-    times = {"off": [], "on": []}
-    for run in range(args.runs):
-        for mode in ("off", "on") if run % 2 == 0 else ("on", "off"):  # interleaved: the machine is shared
-            with tempfile.TemporaryDirectory() as folder:
-                env = {**os.environ, musical.ENABLED_VARIABLE: "1" if mode == "on" else "0"}
-                t0 = time.perf_counter()
-                subprocess.run([str(Path(sys.executable).parent / "soundalike"), "index", str(args.folder), "--library", f"{folder}/lib.sqlite",
-                                "--workers", str(args.workers)], env=env, check=True, capture_output=True)
-                times[mode].append(time.perf_counter() - t0)
-                print(f"run {run + 1} {mode}: {times[mode][-1]:.1f} s", flush=True)
-    off, on = statistics.median(times["off"]), statistics.median(times["on"])
-    print(f"median without measures {off:.1f} s, with {on:.1f} s: {100 * (on / off - 1):+.1f} %")
+    with contextlib.ExitStack() as stack:
+        previous = stack.enter_context(versions.worktree(args.previous)) if args.previous else None
+        runs = {"off": versions.environment(None, **{musical.ENABLED_VARIABLE: "0"}),
+                "on": versions.environment(None, **{musical.ENABLED_VARIABLE: "1"})}
+        if previous:
+            runs[f"soundalike {args.previous}"] = versions.environment(previous)
+        times = {mode: [] for mode in runs}
+        for run in range(args.runs):
+            order = list(runs) if run % 2 == 0 else list(reversed(runs))  # interleaved: the machine is shared
+            for mode in order:
+                with tempfile.TemporaryDirectory() as folder:
+                    t0 = time.perf_counter()
+                    subprocess.run(versions.command("index", str(args.folder), "--library", f"{folder}/lib.sqlite",
+                                                    "--workers", str(args.workers)),
+                                   env=runs[mode], check=True, capture_output=True)
+                    times[mode].append(time.perf_counter() - t0)
+                    print(f"run {run + 1} {mode}: {times[mode][-1]:.1f} s", flush=True)
+    medians = {mode: statistics.median(t) for mode, t in times.items()}
+    for mode, median in medians.items():
+        print(f"median {mode}: {median:.1f} s ({100 * (medians['on'] / median - 1):+.1f} % with measures)")
 
 
 def agreement(args) -> None:
@@ -198,6 +210,7 @@ def main() -> int:
     p.add_argument("--folder", default="/work/shared/data/gtzan-dev")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--previous", metavar="REF", help="also time soundalike at this git revision")
     p.set_defaults(func=index)
     p = sub.add_parser("agreement")
     p.add_argument("folder")

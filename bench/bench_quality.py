@@ -29,6 +29,7 @@ Corpora: ``--gtzan`` (labels from file names, ``../shared/data/gtzan-dev``), ``-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sqlite3
@@ -39,6 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import versions
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -65,16 +68,9 @@ class Row:
 
 def index(corpus: Path, library: Path, *args: str, source: Path | None = None) -> float:
     """Run ``soundalike index`` (of the checkout at ``source``, default this one); seconds taken."""
-    env = dict(os.environ)
-    if source is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(source / "src"), env.get("PYTHONPATH", "")])
-        where = subprocess.run([sys.executable, "-c", "import soundalike; print(soundalike.__file__)"], env=env,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        if not where.startswith(str(source)):
-            raise RuntimeError(f"{source}: its soundalike is shadowed by {where}")
-    cmd = [sys.executable, "-m", "soundalike.cli", "index", str(corpus), "--library", str(library), *args]
+    cmd = versions.command("index", str(corpus), "--library", str(library), *args)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=versions.environment(source), capture_output=True, text=True)
     if proc.returncode not in (0, 1):  # 1: some files failed (they are left out)
         raise RuntimeError(f"{' '.join(cmd)}\n{proc.stderr}")
     return time.perf_counter() - t0
@@ -228,16 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        if args.previous:
-            args.previous_tree = Path(tmp) / "previous"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(args.previous_tree),
-                            args.previous], check=True, capture_output=True)
-        try:
+        with contextlib.ExitStack() as stack:
+            args.previous_tree = stack.enter_context(versions.worktree(args.previous)) if args.previous else None
             results = [(corpus, measure(corpus, work, args)) for corpus in corpora]
-        finally:
-            if args.previous:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(args.previous_tree)],
-                               check=False, capture_output=True)
     text = "\n".join(markdown(corpus, rows) for corpus, rows in results)
     print(text)
     if args.out:
