@@ -54,6 +54,19 @@ def test_loudness_follows_gain_and_silence_has_none():
     assert musical.measure([]) == musical.UNKNOWN
 
 
+def test_loudness_reads_bs1770_values_and_gates():
+    sr = musical.SAMPLE_RATE
+    t = np.arange(5 * sr) / sr
+    tone = (0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)  # -20 dBFS: -23.01 LUFS in one channel
+    assert musical.integrated_loudness(tone, sr) == pytest.approx(-3.01 + 20 * np.log10(0.1), abs=0.1)
+    # blocks under the absolute gate (silence) and 10 LU under the loudness (the relative gate) do not
+    # count: ungated, the mean would be 4.8 dB lower; only the blocks straddling the tone's end pull it down
+    gated = np.concatenate([tone, np.zeros(5 * sr, np.float32), tone / 100])
+    assert musical.integrated_loudness(gated, sr) == pytest.approx(musical.integrated_loudness(tone, sr), abs=0.2)
+    assert musical.integrated_loudness(tone[: int(0.39 * sr)], sr) is None  # shorter than one block
+    assert musical.integrated_loudness(np.zeros(sr, np.float32), sr) is None
+
+
 def test_clip_keeper_keeps_spread_clips_of_any_stream():
     keeper = musical.ClipKeeper(100)  # 300 samples a clip
     for start in range(0, 100 * 300, 70):  # 100 clips, fed in odd blocks

@@ -14,7 +14,7 @@ spread 3 s patches, at 16 kHz), so it costs no decoding of its own:
   summed chroma correlated with the 24 rotations of Temperley's key profiles
   (Krumhansl-Schmuckler's method); the confidence is the best correlation.
 * **loudness** (LUFS): EBU R128 / ITU-R BS.1770-4 gated integrated loudness
-  (pyloudnorm) of the clips joined end to end: an estimate from the excerpt, not the
+  (FFmpeg's ``ebur128`` filter) of the clips joined end to end: an estimate from the excerpt, not the
   whole file. None below 400 ms of audio or for silence.
 * **energy** in [0, 1]: the mean of a loudness part, ``(LUFS + 40) / 35`` clipped to
   [0, 1] (-40 LUFS: 0, -5 LUFS: 1), and an activity part, the onsets per second
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 
@@ -43,6 +44,7 @@ HOP = 128  # samples between onset-envelope frames: 125 per second at 16 kHz
 MIN_BPM, MAX_BPM = 40.0, 240.0
 TEMPO_PRIOR_BPM = 120.0
 LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770's gating block: less audio than this has no loudness
+ABSOLUTE_GATE_LUFS = -70.0  # BS.1770's absolute gate: quieter blocks do not count
 ENERGY_ONSETS_PER_SECOND = 8.0
 BPM_TOLERANCE = 0.04  # a single --bpm value matches within 4 %
 ENERGY_TOLERANCE = 0.1  # a single --energy value matches within 0.1
@@ -214,14 +216,15 @@ def chroma(clip: np.ndarray, sr: int) -> np.ndarray:
 
 
 def _onset_count(envelope: np.ndarray, fps: float) -> int:
-    """Onsets (peaks of the envelope above its mean plus half its deviation, at least 50 ms apart)."""
-    import scipy.signal
-
+    """Onsets: frames of the envelope above its mean plus half its deviation that are its
+    maximum (the first of equal ones) among the frames less than 50 ms either side."""
     if not envelope.any():
         return 0
-    peaks, _ = scipy.signal.find_peaks(envelope, height=envelope.mean() + 0.5 * envelope.std(),
-                                       distance=max(1, int(0.05 * fps)))
-    return len(peaks)
+    reach = max(1, math.ceil(0.05 * fps) - 1)
+    padded = np.pad(envelope, reach, constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1)  # (frames, 2 * reach + 1)
+    first_maximum = windows.argmax(axis=1) == reach
+    return int(np.sum(first_maximum & (envelope > envelope.mean() + 0.5 * envelope.std())))
 
 
 def tempo(envelopes: list[np.ndarray], fps: float) -> tuple[float | None, float | None]:
@@ -275,15 +278,31 @@ def estimate_key(pitch_classes: np.ndarray, templates: np.ndarray = _KEY_TEMPLAT
 
 
 def integrated_loudness(y: np.ndarray, sr: int) -> float | None:
-    """EBU R128 gated integrated loudness (LUFS) of mono ``y``; None when shorter than one
-    400 ms block or silent."""
-    import pyloudnorm
+    """EBU R128 gated integrated loudness (LUFS) of mono ``y``, by FFmpeg's ``ebur128``
+    filter (through PyAV, already loaded to decode); None when shorter than one 400 ms
+    block or silent (below the absolute gate, -70 LUFS). The filter reports the
+    loudness so far every 100 ms: the last report counts every complete block."""
+    from .audio import av
 
     if len(y) < LOUDNESS_BLOCK_SECONDS * sr:
         return None
-    with np.errstate(divide="ignore"):
-        lufs = pyloudnorm.Meter(sr).integrated_loudness(y.astype(np.float64))
-    return float(lufs) if np.isfinite(lufs) else None
+    graph = av.filter.Graph()
+    source = graph.add_abuffer(sample_rate=sr, format="flt", layout="mono", channels=1)
+    meter, sink = graph.add("ebur128", "metadata=1"), graph.add("abuffersink")
+    source.link_to(meter)
+    meter.link_to(sink)
+    graph.configure()
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y, np.float32)[None, :], format="flt", layout="mono")
+    frame.sample_rate, frame.pts = sr, 0
+    graph.push(frame)
+    graph.push(None)
+    lufs = None
+    while True:
+        try:
+            lufs = graph.pull().metadata.get("lavfi.r128.I", lufs)
+        except (av.error.EOFError, av.error.BlockingIOError):
+            break
+    return float(lufs) if lufs is not None and float(lufs) > ABSOLUTE_GATE_LUFS else None
 
 
 def energy(loudness: float | None, onsets_per_second: float) -> float | None:
