@@ -52,7 +52,7 @@ MIN_CANDIDATES = 50  # tracks scored exactly, at least (and 5 per result asked f
 ANCHORS = 20  # best patch pairs of a track whose places are weighed by how many others agree
 ALIGNMENT = 0.75  # seconds within which two patch pairs place a passage at the same time
 EDGE = 0.1  # seconds a stored patch may stick out of the passage and still count as inside it
-LOCALISED = 3  # best tracks localised by their audio, until one is
+LOCALISED = 5  # best tracks localised by their audio, until one is (3 missed 4 of 100 planted passages)
 ALIGN_RATE = 44_100  # Hz the audio is aligned at (most files' own rate: no resampling)
 ALIGN_FFT = ALIGN_HOP = 2048  # samples: frames of 46 ms side by side
 ALIGN_SHIFTS = 4  # the passage's frames taken at this many offsets within a frame (12 ms apart)
