@@ -218,6 +218,17 @@ def layers(args) -> None:
             fp32 = median_ms(lambda: F.conv2d(padded, w, b))
             int8 = median_ms(lambda: torch.ops.quantized.conv2d(qx, packed, out_scale, out_zero))
             print(f"| {tuple(w.shape)} | {fp32:.2f} | {int8:.2f} | {fp32 / int8:.2f}x | {error / (out_hi - out_lo):.4f} |")
+        # the same products as one int8 matrix product (torch._int_mm, torchao's dynamic quantization route)
+        w = front.timbral[0].conv.weight
+        columns = F.unfold(padded, w.shape[2:]).transpose(1, 2).reshape(-1, w[0].numel())  # (positions, taps)
+        a = (columns / columns.abs().max() * 127).round().to(torch.int8).contiguous()
+        b = (w.reshape(len(w), -1) / w.abs().max() * 127).round().to(torch.int8).t().contiguous()
+        float_ms = median_ms(lambda: columns @ w.reshape(len(w), -1).t())
+        runs, args.runs = args.runs, 3
+        int_ms = median_ms(lambda: torch._int_mm(a, b))
+        args.runs = runs
+        print(f"\nThe timbral (7, 38) convolution as one matrix product: float32 {float_ms:.1f} ms, "
+              f"torch._int_mm {int_ms:.1f} ms")
 
 
 def main() -> int:
