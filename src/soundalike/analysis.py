@@ -125,6 +125,32 @@ def _result(model: AudioModel, taggram, embeddings, starts, padded: bool, excerp
                     padded=padded, excerpt=excerpt, clips=tuple(clips))
 
 
+class _Streamed:
+    """The windows of a streamed signal (:func:`iter_windows`), counting its samples and,
+    with ``keep_audio``, keeping spread clips of it (:class:`musical.ClipKeeper`)."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], window: WindowSpec, keep_audio: bool):
+        self.window, self.total = window, 0
+        self.keeper = musical.ClipKeeper(window.sample_rate) if keep_audio else None
+        self.windows = iter_windows(self._counted(blocks), window)
+
+    def _counted(self, blocks):
+        for block in blocks:
+            self.total += len(block)
+            if self.keeper:
+                self.keeper.feed(block)
+            yield block
+
+    @property
+    def padded(self) -> bool:
+        """Whether the signal (read to its end) was shorter than one window."""
+        return self.total + 2 * self.window.pad < self.window.length
+
+    @property
+    def clips(self) -> tuple[np.ndarray, ...]:
+        return tuple(self.keeper.clips()) if self.keeper else ()
+
+
 def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAULT_MODEL, *,
                    batch_size: int = DEFAULT_BATCH, offset: float = 0.0, hop: int | None = None,
                    keep_audio: bool = False) -> Analysis:
@@ -138,21 +164,10 @@ def analyze_blocks(blocks: Iterable[np.ndarray], model: AudioModel | str = DEFAU
     window = model.window if hop is None else dataclasses.replace(model.window, hop=hop)
     if window.hop < 1:
         raise ParameterError(f"hop must be >= 1 sample, got {window.hop}")
-    total = 0
-    keeper = musical.ClipKeeper(window.sample_rate) if keep_audio else None
-
-    def counted(blocks):
-        nonlocal total
-        for block in blocks:
-            total += len(block)
-            if keeper:
-                keeper.feed(block)
-            yield block
-
-    taggram, embeddings = _infer(model, iter_windows(counted(blocks), window), batch_size)
+    streamed = _Streamed(blocks, window, keep_audio)
+    taggram, embeddings = _infer(model, streamed.windows, batch_size)
     starts = offset + np.arange(len(taggram)) * window.hop_seconds
-    return _result(model, taggram, embeddings, starts, padded=total + 2 * window.pad < window.length,
-                   clips=keeper.clips() if keeper else ())
+    return _result(model, taggram, embeddings, starts, padded=streamed.padded, clips=streamed.clips)
 
 
 def excerpt_starts(duration: float, n: int, window: WindowSpec) -> np.ndarray | None:
@@ -170,6 +185,15 @@ def excerpt_starts(duration: float, n: int, window: WindowSpec) -> np.ndarray | 
     return np.clip(centres - window.length / sr / 2, 0.0, duration - window.length / sr)
 
 
+def _excerpt_windows(path: str | os.PathLike, window: WindowSpec, starts: np.ndarray
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(clips, windows) of a file's excerpt: the audio decoded from each start (seeking),
+    and each made one window long (zeros after a clip the file's end cut short)."""
+    clips = audio.load_excerpts(path, starts=list(starts), duration=window.length / window.sample_rate,
+                                sr=window.sample_rate)
+    return clips, [np.pad(c[: window.length], (0, window.length - len(c[: window.length]))) for c in clips]
+
+
 def analyze_excerpts(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MODEL, *, n: int,
                      duration: float, batch_size: int = DEFAULT_BATCH, keep_audio: bool = False) -> Analysis:
     """Like :func:`analyze` on ``n`` evenly spread patches only, reached by seeking.
@@ -178,16 +202,29 @@ def analyze_excerpts(path: str | os.PathLike, model: AudioModel | str = DEFAULT_
     short for ``n`` separate patches is analysed whole. ``keep_audio``: see :class:`Analysis`.
     """
     model = _resolve(model)
-    window = model.window
-    starts = excerpt_starts(duration, n, window)
+    starts = excerpt_starts(duration, n, model.window)
     if starts is None:
         return analyze(path, model, batch_size=batch_size, keep_audio=keep_audio)
-    clips = audio.load_excerpts(path, starts=list(starts), duration=window.length / window.sample_rate,
-                                sr=window.sample_rate)
-    windows = (np.pad(c[: window.length], (0, window.length - len(c[: window.length]))) for c in clips)
+    return _analyse_excerpt(path, model, starts, batch_size=batch_size, keep_audio=keep_audio)
+
+
+def _analyse_excerpt(path: str | os.PathLike, model: AudioModel, starts: np.ndarray, *, batch_size: int,
+                     keep_audio: bool) -> Analysis:
+    """The analysis of the patches of a file that begin at ``starts`` (seconds)."""
+    window = model.window
+    clips, windows = _excerpt_windows(path, window, starts)
     taggram, embeddings = _infer(model, windows, batch_size)
-    return _result(model, taggram, embeddings, starts + window.pad / window.sample_rate, padded=False, excerpt=n,
-                   clips=clips if keep_audio else ())
+    return _result(model, taggram, embeddings, starts + window.pad / window.sample_rate, padded=False,
+                   excerpt=len(starts), clips=clips if keep_audio else ())
+
+
+def _track_excerpt(path: str | os.PathLike, window: WindowSpec, excerpt: int, duration: float | None) -> np.ndarray | None:
+    """The starts (seconds) of a library track's ``excerpt`` patches; None when it is analysed
+    whole (``excerpt`` 0, a track too short for them, or of unknown length)."""
+    if not excerpt:
+        return None
+    duration = duration if duration is not None else audio.read_metadata(path).duration
+    return excerpt_starts(duration, excerpt, window) if duration else None
 
 
 def analyse_track(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MODEL, *, excerpt: int = 0,
@@ -202,12 +239,47 @@ def analyse_track(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MOD
     the file's metadata. ``keep_audio``: see :class:`Analysis`.
     """
     model = _resolve(model)
-    if excerpt:
-        duration = duration if duration is not None else audio.read_metadata(path).duration
-        if duration and excerpt_starts(duration, excerpt, model.window) is not None:
-            return analyze_excerpts(path, model, n=excerpt, duration=duration, batch_size=batch_size,
-                                    keep_audio=keep_audio)
+    starts = _track_excerpt(path, model.window, excerpt, duration)
+    if starts is not None:
+        return _analyse_excerpt(path, model, starts, batch_size=batch_size, keep_audio=keep_audio)
     return analyze(path, model, batch_size=batch_size, hop=hop, keep_audio=keep_audio)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cut:
+    """A library track decoded and cut into the network's windows, not yet analysed:
+    what :func:`analyse_track` feeds the network, held in memory (a 4-minute song
+    analysed whole is 15 MB), so that decoding and the network can run apart.
+
+    windows : np.ndarray [shape=(P, window.length), dtype=float32]
+    starts : np.ndarray [shape=(P,)] seconds; padded, excerpt, clips: as in :class:`Analysis`
+    """
+
+    windows: np.ndarray
+    starts: np.ndarray
+    padded: bool
+    excerpt: int
+    clips: tuple[np.ndarray, ...]
+
+
+def cut_track(path: str | os.PathLike, window: WindowSpec, *, excerpt: int = 0, duration: float | None = None,
+              keep_audio: bool = False) -> Cut:
+    """The windows :func:`analyse_track` would analyse (same arguments, the model's ``window``)."""
+    starts = _track_excerpt(path, window, excerpt, duration)
+    if starts is not None:
+        clips, windows = _excerpt_windows(path, window, starts)
+        return Cut(np.stack(windows), starts + window.pad / window.sample_rate, False, len(starts),
+                   tuple(clips) if keep_audio else ())
+    streamed = _Streamed(audio.stream(path, sr=window.sample_rate), window, keep_audio)
+    windows = np.stack(list(streamed.windows))
+    return Cut(windows, np.arange(len(windows)) * window.hop_seconds, streamed.padded, 0, streamed.clips)
+
+
+def analyse_cut(cut: Cut, model: AudioModel | str, *, batch_size: int = DEFAULT_BATCH) -> Analysis:
+    """The analysis of a :class:`Cut`: equal to :func:`analyse_track` of its track."""
+    model = _resolve(model)
+    taggram, embeddings = _infer(model, cut.windows, batch_size)
+    return _result(model, taggram, embeddings, cut.starts, cut.padded, cut.excerpt, cut.clips)
 
 
 AGGREGATIONS = ("mean", "tfidf")
