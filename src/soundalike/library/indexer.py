@@ -296,10 +296,15 @@ def analyse_source(f: FileState, meta, source, model, excerpt: int) -> TrackReco
     (a path, or a seekable file object): the network's analysis and the musical measures."""
     measure = musical.enabled()
     result = analysis.analyse_track(source, model, excerpt=excerpt, duration=meta.duration, keep_audio=measure)
+    return track_record(f, meta, result, musical.measure(list(result.clips), model.window.sample_rate)
+                        if measure else None)
+
+
+def track_record(f: FileState, meta, result: analysis.Analysis, measures: musical.Musical | None) -> TrackRecord:
+    """The catalogue record of ``f`` with tags ``meta``, its network's ``result`` and musical ``measures``."""
     return TrackRecord(path=f.path, size=f.size, mtime_ns=f.mtime_ns, metadata=meta, excerpt=result.excerpt,
                        vector=analysis.aggregate(result.embeddings), tags=result.tag_probabilities,
-                       patches=result.embeddings, starts=result.starts.astype("float32"),
-                       musical=musical.measure(list(result.clips), model.window.sample_rate) if measure else None)
+                       patches=result.embeddings, starts=result.starts.astype("float32"), musical=measures)
 
 
 # --- worker processes ----------------------------------------------------------------
@@ -333,10 +338,14 @@ def _work(f: FileState, excerpt: int):
     try:
         return analyse_file(f, _MODEL, excerpt if f.excerpt is None else f.excerpt), None
     except Exception as exc:  # a bad file must not stop the run: record why instead
-        from ..errors import MediaError
+        return None, failure_reason(exc)
 
-        reason = exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
-        return None, reason
+
+def failure_reason(exc: Exception) -> str:
+    """Why a file failed, as the library records it."""
+    from ..errors import MediaError
+
+    return exc.reason if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
 
 
 def describe(model_name: str) -> ModelDescription:
@@ -347,6 +356,29 @@ def describe(model_name: str) -> ModelDescription:
 def threads_per_worker(workers: int) -> int:
     """Torch threads for each of ``workers`` processes, so cores are not oversubscribed."""
     return max(1, (os.cpu_count() or 1) // workers)
+
+
+def storer(catalogue: Catalogue, model_name: str, model, reanalyze: bool):
+    """``store(f, record, reason) -> Outcome``: puts a file's record (or why it failed) into
+    the catalogue, one transaction each, or stages it for a re-analysis; binds the library
+    to ``model`` first when it is not re-analysing."""
+    if reanalyze:
+        put, put_failure = catalogue.stage, catalogue.stage_failure
+    else:
+        catalogue.bind_model(ModelDescription.of(model_name, model))
+        put, put_failure = catalogue.put, catalogue.put_failure
+
+    def store(f: FileState, record: TrackRecord | None, reason: str | None) -> Outcome:
+        if record is None:
+            put_failure(f.path, f.size, f.mtime_ns, reason, model=model_name)
+            return Outcome(f.path, reason)
+        put(record, model=model_name)
+        return Outcome(f.path, None, record.metadata.duration or 0.0)
+
+    return store
+
+
+CRASHED = "the analysis process crashed on this file"
 
 
 def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers: int,
@@ -368,19 +400,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
     if not todo:
         return
     model = load_model(model_name)
-    if reanalyze:
-        put, put_failure = catalogue.stage, catalogue.stage_failure
-    else:
-        catalogue.bind_model(ModelDescription.of(model_name, model))
-        put, put_failure = catalogue.put, catalogue.put_failure
-
-    def store(f: FileState, record, reason) -> Outcome:
-        if record is None:
-            put_failure(f.path, f.size, f.mtime_ns, reason, model=model_name)
-            return Outcome(f.path, reason)
-        put(record, model=model_name)
-        return Outcome(f.path, None, record.metadata.duration or 0.0)
-
+    store = storer(catalogue, model_name, model, reanalyze)
     workers = min(workers, len(todo))  # no process without a file to analyse
     if workers == 1:
         global _MODEL
@@ -414,7 +434,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
                     except cf.process.BrokenProcessPool:
                         broken = True
                         if alone:
-                            yield store(f, None, "the analysis process crashed on this file")
+                            yield store(f, None, CRASHED)
                         else:
                             suspects.append(f)
                         continue
