@@ -125,6 +125,9 @@ def _switch(catalogue, model_name: str, plan) -> list[tuple[str, str]] | None:
 def cmd_index(args: argparse.Namespace) -> int:
     if not args.dirs and not args.reanalyze and not args.subsonic:
         raise ParameterError("give the folders (or files) of music to index, or --subsonic URL")
+    if args.ray and args.subsonic:
+        raise ParameterError("--ray indexes files the cluster's nodes can read, not a Subsonic server's songs: "
+                             "leave out one of --ray and --subsonic")
     path = _library_path(args)
     with _writing(path), Library(path, create=True) as library:
         return _index(args, library)
@@ -172,8 +175,14 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     held = not args.prune and indexer.needs_prune(plan.removed_tracks, tracks_before)
     removed = 0 if held else catalogue.remove(plan.removed)
     failed, indexed, seconds = [], 0, 0.0
-    outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
-                           excerpt=args.excerpt, reanalyze=reanalyze)
+    if args.ray:
+        from .library import ray_indexer
+
+        outcomes = ray_indexer.run(catalogue, plan.todo, model_name=model_name, address=args.ray,
+                                   workers=args.workers, excerpt=args.excerpt, reanalyze=reanalyze)
+    else:
+        outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
+                               excerpt=args.excerpt, reanalyze=reanalyze)
     with tqdm(total=len(plan.todo), unit="track", desc="re-analysing" if reanalyze else "indexing",
               disable=not plan.todo or None, dynamic_ncols=True) as bar:
         for outcome in outcomes:  # failures are listed once, after the run
@@ -708,7 +717,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", parents=[lib], help="analyse a music collection into the library")
     p.add_argument("dirs", nargs="*", help="folders (or files) of music")
     p.add_argument("--workers", type=_integer(1), default=os.cpu_count() or 1,
-                   help="parallel analysis processes (default: one per core)")
+                   help="parallel analysis processes, or with --ray the network's actors (default: one per core)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="decode and analyse on a Ray cluster: 'local' (a private one on this machine), 'auto', "
+                        "HOST:PORT or ray://HOST:PORT; needs pip install 'soundalike[cluster]', and on every node "
+                        "soundalike and the music at the same paths")
     p.add_argument("--excerpt", type=_integer(0), default=indexer.DEFAULT_EXCERPT,
                    help=f"analyse N evenly spread 3 s patches per track; 0 = every patch "
                         f"(default {indexer.DEFAULT_EXCERPT}: as good by our measure, 5x faster)")
