@@ -265,21 +265,26 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def _similar_passages(args: argparse.Namespace) -> int:
-    """``similar --from/--to``: the tracks with the most similar passages, each from its best match."""
+    """``similar --from/--to``: the tracks with the most similar passages, each from its best
+    match, among those the filters keep (as plain ``similar``'s)."""
     from . import passages
 
+    measures = _measures(args)
     with _reading(args) as library:
         query = passages.passage(library, args.query, args.start, args.end, note=_note)
-        found = passages.similar_passages(library, query, k=args.k)
+        found = passages.similar_passages(library, query, k=args.k, tag=args.tag, min_prob=args.min_prob,
+                                          exclude_artist=args.exclude_artist, measures=measures)
     if args.json:
         print(json.dumps([{"rank": i, **m.as_dict()} for i, m in enumerate(found, 1)], ensure_ascii=False))
         return 0
-    span = f"{passages.format_time(query.start)}-{passages.format_time(query.end)}"
-    print(f"passages like {span} of {query.track.label if query.track else query.name}"
+    time = functools.partial(passages.format_time, tenths=True)
+    print(f"passages like {time(query.start)}-{time(query.end)} of {query.track.label if query.track else query.name}"
           f"{'' if query.track else ' (not in the library)'}:")
     for i, m in enumerate(found, 1):
-        print(f"{i:3d}  {m.score:6.3f}  at {passages.format_time(m.start):>7}  {m.track.label}\n"
-              f"                            {m.track.path}")
+        where = f"{i:3d}  {m.score:6.3f}  at {time(m.start):>8}  like {time(m.query_start):>8}  "
+        print(f"{where}{m.track.label}{'  [same audio]' if m.own_audio else ''}\n{' ' * len(where)}{m.track.path}")
+    if any(m.own_audio for m in found):
+        print("[same audio]: the passage's own audio is there (it comes first whatever its score)")
     if not found:
         print("no tracks match")
     return 0

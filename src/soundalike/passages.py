@@ -17,8 +17,12 @@ best patch pairs when it is long) and, where the normalised correlation peaks at
 ``ALIGNED`` or more, that is the time (to 12 ms: frames 46 ms apart, the passage's
 taken at ``ALIGN_SHIFTS`` offsets within a frame, so that one lines up): the passage's
 own audio, or a repeat of it, found again. The first track so localised comes first
-(nothing sounds more like the passage than the passage); the others keep their
-patches' times.
+(nothing sounds more like the passage than the passage), marked ``own_audio`` (its
+patch score may be below the next one's); the others keep their patches' times.
+
+The filters of :func:`soundalike.recommend.similar` (tag, tempo, key, energy, the
+query's artist) apply before all this: a track they drop is never scored, localised
+nor returned.
 
 A library track never finds itself nor another copy of its recording
 (:func:`soundalike.recommend.is_duplicate`): the passage's own place is no news. A file
@@ -38,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import analysis, audio
+from . import analysis, audio, musical
 from .errors import MediaError, ParameterError
 from .library import Library, Seed, Track
 from .recommend import is_duplicate
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 QUERY_HOP_SECONDS = 1.0  # patches of a passage analysed on the fly start this far apart
 MAX_QUERY_PATCHES = 60  # a longer passage is analysed in patches further apart (side by side at most)
 NEIGHBOURS = 64  # nearest patches fetched from the index per query patch
+MAX_NEIGHBOURS = 4096  # at most, when filters drop the nearest ones' tracks
 MIN_CANDIDATES = 50  # tracks scored exactly, at least (and 5 per result asked for)
 ANCHORS = 20  # best patch pairs of a track whose places are weighed by how many others agree
 ALIGNMENT = 0.75  # seconds within which two patch pairs place a passage at the same time
@@ -58,6 +63,7 @@ ALIGN_FFT = ALIGN_HOP = 2048  # samples: frames of 46 ms side by side
 ALIGN_SHIFTS = 4  # the passage's frames taken at this many offsets within a frame (12 ms apart)
 ALIGN_BANDS, ALIGN_FMIN, ALIGN_FMAX = 40, 60.0, 8000.0  # mel bands (Hz) of the aligned spectrograms
 ALIGN_FLOOR_DB = 80.0  # spectrogram floor below its peak
+ALIGN_FLAT_DB = 0.01  # rms (dB) about its band means under which a spectrogram span is flat (silence): scores 0
 ALIGNED = 0.5  # correlation from which the audio's time is taken: a clip with noise 20 dB down as MP3 scores
 # ~0.9 (0.58 at worst seen) at its source, another track's best lag mostly < 0.4 (bench/bench_passages.py)
 MAX_ALIGNED_SECONDS = 60.0  # a longer passage keeps the patches' times
@@ -78,14 +84,14 @@ def parse_time(text: str) -> float:
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
 
 
-def format_time(seconds: float) -> str:
-    """m:ss (h:mm:ss from an hour), to the tenth of a second when not whole: 83.5 -> "1:23.5"."""
-    tenths = round(seconds * 10)
-    whole, tenth = divmod(tenths, 10)
+def format_time(seconds: float, *, tenths: bool = False) -> str:
+    """m:ss (h:mm:ss from an hour), to the tenth of a second when not whole or ``tenths``:
+    83.5 -> "1:23.5"; 83 -> "1:23" ("1:23.0" with ``tenths``, for columns of times)."""
+    whole, tenth = divmod(round(seconds * 10), 10)
     minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
     text = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-    return text + (f".{tenth}" if tenth else "")
+    return text + (f".{tenth}" if tenth or tenths else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +100,8 @@ class Passage:
 
     name : the file's name, for messages; path : the file; track : the library track,
     None for a file from outside; start, end : the span, seconds; patches : (P, d) raw
-    patch embeddings; starts : (P,) their start times in the file, seconds
+    patch embeddings; starts : (P,) their start times in the file, seconds; artist :
+    the track's or file's artist tag (None when it has none)
     """
 
     name: str
@@ -104,22 +111,25 @@ class Passage:
     end: float
     patches: np.ndarray
     starts: np.ndarray
+    artist: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class PassageMatch:
     """A track with a passage like the query's: ``score`` the cosine of the best patch pair,
     ``start`` where the passage begins in the track (seconds), ``query_start`` where its
-    best-matching patch starts in the query file."""
+    best-matching patch starts in the query file, ``own_audio`` whether the passage's
+    own audio (or a repeat of it) was found there, which puts it first whatever its score."""
 
     track: Track
     score: float
     start: float
     query_start: float
+    own_audio: bool = False
 
     def as_dict(self) -> dict:
         return {**self.track.as_dict(), "score": round(self.score, 5), "start": round(self.start, 2),
-                "query_start": round(self.query_start, 2)}
+                "query_start": round(self.query_start, 2), "own_audio": self.own_audio}
 
 
 def span(name: str, duration: float | None, start: float | None, end: float | None, patch: float) -> tuple[float, float]:
@@ -183,9 +193,9 @@ def passage(library: Library, query: str | Seed, start: float | None = None, end
     start, end = span(name, track.duration, start, end, patch)
     inside = (seed.starts >= start - EDGE) & (seed.starts + patch <= end + EDGE)
     if inside.sum() >= max(1, math.floor((end - start - patch) / patch + EDGE)):  # as many as side by side
-        return Passage(name, track.path, track, start, end, seed.patches[inside], seed.starts[inside])
+        return Passage(name, track.path, track, start, end, seed.patches[inside], seed.starts[inside], track.artist)
     patches, starts = analyse_span(library, track.path, start, end)
-    return Passage(name, track.path, track, start, end, patches, starts)
+    return Passage(name, track.path, track, start, end, patches, starts, track.artist)
 
 
 def outside_passage(library: Library, path: Path, start: float | None, end: float | None, *,
@@ -194,26 +204,26 @@ def outside_passage(library: Library, path: Path, start: float | None, end: floa
     file name), analysed."""
     window = library.model.window
     name = name or path.name
-    start, end = span(name, audio.read_metadata(path).duration, start, end, window.length / window.sample_rate)
+    metadata = audio.read_metadata(path)
+    start, end = span(name, metadata.duration, start, end, window.length / window.sample_rate)
     patches, starts = analyse_span(library, path, start, end)
-    return Passage(name, str(path), None, start, end, patches, starts)
+    return Passage(name, str(path), None, start, end, patches, starts, metadata.artist)
 
 
-def similar_passages(library: Library, query: Passage, *, k: int = 10) -> list[PassageMatch]:
-    """The ``k`` tracks with the passages most like ``query``, best first (see the module)."""
+def similar_passages(library: Library, query: Passage, *, k: int = 10, tag: str | None = None,
+                     min_prob: float = 0.5, exclude_artist: bool = False,
+                     measures: musical.Filter | None = None) -> list[PassageMatch]:
+    """The ``k`` tracks with the passages most like ``query``, best first (see the module),
+    among those the filters keep: as :func:`soundalike.recommend.similar` takes them."""
     if k < 1:
         raise ParameterError(f"k must be >= 1, got {k}")
+    allowed = library.allowed(tag=tag, min_prob=min_prob, measures=measures)
     index = library.patch_index
     if not len(index) or not len(query.patches):
         return []
     queries = index.space.project(query.patches)
-    scores, tracks, _ = index.search(queries, NEIGHBOURS)
-    best: dict[int, float] = {}
-    for score, track_id in zip(scores.ravel().tolist(), tracks.ravel().tolist()):
-        if track_id >= 0 and score > best.get(track_id, -math.inf):
-            best[track_id] = score
-    own = query.track.id if query.track is not None else None
-    candidates = [t for t in sorted(best, key=best.get, reverse=True) if t != own][: max(MIN_CANDIDATES, 5 * k)]
+    artist = (query.artist or "").casefold() if exclude_artist else ""
+    candidates = _candidates(library, queries, query, max(MIN_CANDIDATES, 5 * k), allowed, artist)
     matched = [_best_match(library, index.space, queries, query, t) for t in candidates]
     matched = [m for m in matched if m is not None]
     matched.sort(key=lambda m: -m[0].score)
@@ -224,9 +234,43 @@ def similar_passages(library: Library, query: Passage, *, k: int = 10) -> list[P
         return found
     for i, match in enumerate(found[:LOCALISED]):
         localised = localise(match, places[match.track.id], wanted)
-        if localised is not match:  # the passage's own audio: first; the others only sound like it
+        if localised.own_audio:  # the passage's own audio: first; the others only sound like it
             return [localised, *found[:i], *found[i + 1:]]
     return found
+
+
+def _candidates(library: Library, queries: np.ndarray, query: Passage, count: int, allowed: np.ndarray | None,
+                artist: str) -> list[int]:
+    """Ids of up to ``count`` tracks, best first, whose patches are nearest the query
+    patches (unit (Q, d) of the patch index's space): not the query's track, only ids in
+    ``allowed`` (None: any) and none by ``artist`` (casefolded; "": any). When ``allowed``
+    holds ``count`` tracks or fewer, all of them (to be scored exactly); otherwise a
+    filtered search fetches more neighbours until it has ``count`` (``MAX_NEIGHBOURS`` a
+    query patch at most)."""
+    index = library.patch_index
+    own = query.track.id if query.track is not None else None
+    everyone = allowed is not None and len(allowed) <= count
+    fetch = NEIGHBOURS
+    while True:
+        ranked = [t for t in (allowed.tolist() if everyone else _nearest_tracks(index, queries, fetch)) if t != own]
+        if allowed is not None:
+            ranked = [t for t, kept in zip(ranked, np.isin(ranked, allowed).tolist()) if kept]
+        if artist:
+            ranked = [t.id for t in library.catalogue.tracks(ranked) if (t.artist or "").casefold() != artist]
+        if (everyone or len(ranked) >= count or (allowed is None and not artist)
+                or fetch >= min(len(index), MAX_NEIGHBOURS)):
+            return ranked[:count]
+        fetch = min(4 * fetch, MAX_NEIGHBOURS)
+
+
+def _nearest_tracks(index, queries: np.ndarray, fetch: int) -> list[int]:
+    """Ids of the tracks of the ``fetch`` nearest patches to each query (Q, d), by their best score."""
+    scores, tracks, _ = index.search(queries, fetch)
+    best: dict[int, float] = {}
+    for score, track_id in zip(scores.ravel().tolist(), tracks.ravel().tolist()):
+        if track_id >= 0 and score > best.get(track_id, -math.inf):
+            best[track_id] = score
+    return sorted(best, key=best.get, reverse=True)
 
 
 def _best_match(library: Library, space, queries: np.ndarray, query: Passage,
@@ -277,8 +321,8 @@ def passage_frames(query: Passage) -> np.ndarray | None:
 def localise(match: PassageMatch, places: list[float], wanted: np.ndarray) -> PassageMatch:
     """``match`` at the time where its track's audio best aligns with the passage's
     spectrograms ``wanted`` (:func:`passage_frames`) (see the module) when that
-    correlation reaches ``ALIGNED``; as it was otherwise, or when the track's file cannot
-    be read. ``places``: where its patches put the passage, best first (searched around
+    correlation reaches ``ALIGNED``, marked ``own_audio``; as it was otherwise, or when
+    the track's file cannot be read. ``places``: where its patches put the passage, best first (searched around
     in a long track)."""
     length = wanted.shape[2] * ALIGN_HOP / ALIGN_RATE + 1  # seconds, a little more than the passage
     spans: list[tuple[float, float | None]] = []
@@ -303,7 +347,7 @@ def localise(match: PassageMatch, places: list[float], wanted: np.ndarray) -> Pa
     except MediaError as exc:
         log.info("%s: not localised by its audio (%s)", match.track.path, exc)
         return match
-    return dataclasses.replace(match, start=max(0.0, where)) if best >= ALIGNED else match
+    return dataclasses.replace(match, start=max(0.0, where), own_audio=True) if best >= ALIGNED else match
 
 
 @functools.cache
@@ -333,22 +377,27 @@ def align_frames(y: np.ndarray, chunk: int = 4096) -> np.ndarray:
 def alignment(query: np.ndarray, track: np.ndarray) -> np.ndarray:
     """Normalised correlation (..., lags) of spectrograms ``query`` (..., F, T) with each
     span of ``track`` (F, N) they fit on (lag 0 to N - T frames), each band's mean
-    removed: 1 for the same sound at another level, near 0 for unrelated sound; no lags
-    when N < T."""
+    removed: 1 for the same sound at another level, near 0 for unrelated sound, within
+    [-1, 1]; 0 where the span or the query is flat (its rms about the band means under
+    ``ALIGN_FLAT_DB``: silence, whose correlation is rounding noise); no lags when N < T."""
     length, frames = query.shape[-1], track.shape[1]
     if frames < length or not length:
         return np.zeros((*query.shape[:-2], 0))
-    centred = query - query.mean(axis=-1, keepdims=True)
+    flat = ALIGN_FLAT_DB**2 * track.shape[0] * length  # squares about the band means of a flat span
+    centred = query - query.mean(axis=-1, keepdims=True, dtype=np.float64)
+    track = track - track.mean(axis=1, keepdims=True, dtype=np.float64)  # the same correlation, smaller sums
     size = 1 << int(frames + length - 1).bit_length()  # FFT length: no circular wrap
     spectra = np.fft.rfft(track, size, axis=1) * np.conj(np.fft.rfft(centred, size, axis=-1))
     products = np.fft.irfft(spectra.sum(axis=-2), size)[..., : frames - length + 1]  # summed over bands
     zero = np.zeros((track.shape[0], 1))
-    sums = np.concatenate([zero, np.cumsum(track, axis=1, dtype=np.float64)], axis=1)
-    squares = np.concatenate([zero, np.cumsum(np.square(track, dtype=np.float64), axis=1)], axis=1)
+    sums = np.concatenate([zero, np.cumsum(track, axis=1)], axis=1)
+    squares = np.concatenate([zero, np.cumsum(np.square(track), axis=1)], axis=1)
     total, total_sq = sums[:, length:] - sums[:, :-length], squares[:, length:] - squares[:, :-length]
-    spread = np.maximum((total_sq - total**2 / length).sum(axis=0), 1e-9)  # each span's squares about its band means
-    norms = np.maximum(np.sqrt((centred**2).sum(axis=(-2, -1))), 1e-9)[..., None]
-    return products / (np.sqrt(spread) * norms)
+    spread = (total_sq - total**2 / length).sum(axis=0)  # (lags,) each span's squares about its band means
+    norms = (centred**2).sum(axis=(-2, -1))[..., None]  # (..., 1)
+    valid = (spread > flat) & (norms > flat)
+    correlation = products / np.sqrt(np.where(valid, spread * norms, 1.0))
+    return np.where(valid, np.clip(correlation, -1.0, 1.0), 0.0)
 
 
 def _distinct(library: Library, query: Passage, found: list[PassageMatch], k: int) -> list[PassageMatch]:

@@ -60,7 +60,7 @@ from typing import Annotated
 import anyio.from_thread
 import faiss
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -114,6 +114,20 @@ ENERGY_HELP = "keep tracks of this energy, 0 (calm) to 1 (loud and busy): a rang
 BpmQuery = Annotated[str | None, Query(max_length=MAX_MEASURE, description=BPM_HELP)]
 KeyQuery = Annotated[str | None, Query(max_length=MAX_MEASURE, description=KEY_HELP)]
 EnergyQuery = Annotated[str | None, Query(max_length=MAX_MEASURE, description=ENERGY_HELP)]
+
+
+def similar_filters(tag: TagQuery = None,
+                    min_prob: float = Query(0.5, ge=0, le=1, description="with a tag: the least probability of it kept"),
+                    exclude_artist: bool = Query(False, description="skip the seed's artist"),
+                    bpm: BpmQuery = None, key: KeyQuery = None,
+                    energy: EnergyQuery = None) -> dict:
+    """The filters of the similar endpoints (tracks, passages), as keyword arguments of
+    :func:`soundalike.recommend.similar` and :func:`soundalike.passages.similar_passages`."""
+    return {"tag": tag, "min_prob": min_prob, "exclude_artist": exclude_artist,
+            "measures": musical.Filter(bpm=bpm, key=key, energy=energy)}
+
+
+SimilarFilters = Annotated[dict, Depends(similar_filters)]
 
 
 class Error(BaseModel):
@@ -555,14 +569,10 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
 
     @app.get("/api/tracks/{track_id}/similar", summary="tracks that sound like this one, with why",
              responses=errors(404))
-    def similar(track_id: TrackIdPath, k: int = Query(10, ge=1, le=200), tag: TagQuery = None,
-                min_prob: float = Query(0.5, ge=0, le=1), exclude_artist: bool = False, bpm: BpmQuery = None,
-                key: KeyQuery = None, energy: EnergyQuery = None):
-        measures = musical.Filter(bpm=bpm, key=key, energy=energy)
+    def similar(track_id: TrackIdPath, filters: SimilarFilters, k: int = Query(10, ge=1, le=200)):
         with library.reading():
             seed = library.seed(track_or_404(track_id))
-            recs = recommend.similar(library, seed, k=k, tag=tag, min_prob=min_prob, exclude_artist=exclude_artist,
-                                     measures=measures)
+            recs = recommend.similar(library, seed, k=k, **filters)
             return [explain(seed, r) for r in recs]
 
     @app.post("/api/radio/next", summary="the next track of a radio, given its seeds, history and settings",
