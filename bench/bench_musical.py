@@ -4,6 +4,8 @@
     python bench/bench_musical.py cost [--folder /work/shared/data/gtzan-dev]
     python bench/bench_musical.py index [--folder ...] [--runs 3] [--workers 2] [--previous REF]
     python bench/bench_musical.py agreement FOLDER [--tracks 60]
+    python bench/bench_musical.py energy [--genres /work/shared/data/gtzan-dev] [--unlabelled /work/data/soundtracks]
+    python bench/bench_musical.py loudness [--folder /work/data/soundtracks] [--tracks 40]
 
 ``accuracy``: songs synthesized at a known tempo (70-180 BPM) and key (tests/keyed_songs.py:
 drums, chords, bass, melody; and the same without drums), 60 s each, encoded to MP3 at
@@ -23,6 +25,17 @@ revision (from a temporary worktree), interleaved, ``--runs`` each; medians.
 
 ``agreement``: on real music without tempo labels, how often the excerpt's tempo agrees
 (4 %, or half/double) with librosa's on a contiguous 20 s window from the middle.
+
+``energy``: the energy and its parts (loudness, spectral flux, spectral flatness) of every
+file, decoded as indexing does: on a folder of GENRE.NNNNN files, the median per genre and
+the AUC of metal, rock, hip-hop and disco against classical, jazz, blues and country (the
+chance that a loud-genre excerpt gets more energy than a calm-genre one) for the energy and
+for each part alone; on a folder without labels, the spread (percentiles).
+
+``loudness``: on tracks of at least 60 s, the stored loudness (the excerpt's mono mix, as
+dual mono for a file of 2 channels) and the mono mix as it is, against the BS.1770 loudness
+of the same excerpt's stereo audio at the file's own rate (FFmpeg's ebur128; pyloudnorm as a
+check), and of its mid and side channels at 16 kHz (what measuring the side as well would give).
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 import versions
 
@@ -77,6 +91,32 @@ def excerpt_clips(path: str, window) -> list[np.ndarray]:
         return keeper.clips()
     return audio.load_excerpts(path, starts=list(starts), duration=window.length / window.sample_rate,
                                sr=window.sample_rate)
+
+
+def stereo_excerpts(path: str, starts, duration: float) -> tuple[list[np.ndarray], int]:
+    """([(2, n) float32 audio of each excerpt at the file's rate], that rate): the channels that
+    :func:`excerpt_clips` mixes, cut at the same times (as ``audio``'s decoder, from the first sample)."""
+    import av
+
+    excerpts = []
+    with av.open(path) as container:
+        stream = container.streams.audio[0]
+        origin = float((stream.start_time or 0) * stream.time_base)
+        resampler = av.AudioResampler(format="fltp", layout="stereo")
+        for start in starts:
+            container.seek((stream.start_time or 0) + int(start / stream.time_base), stream=stream)
+            blocks, rate, position = [], None, None
+            for frame in container.decode(stream):
+                position = frame.time - origin if frame.time is not None else position or 0.0
+                for out in resampler.resample(frame):
+                    rate = out.sample_rate
+                    block = out.to_ndarray()[:, max(0, round((start - position) * rate)):]
+                    position += out.samples / rate
+                    blocks.append(block)
+                if rate and sum(b.shape[1] for b in blocks) >= duration * rate:
+                    break
+            excerpts.append(np.concatenate(blocks, axis=1)[:, : round(duration * rate)])
+    return excerpts, rate
 
 
 def contiguous_tempo(path: str, sr: int) -> tuple[float, float]:
@@ -195,6 +235,100 @@ def agreement(args) -> None:
           f"20 s window in {agree / done:.1%}")
 
 
+LOUD_GENRES, CALM_GENRES = ("metal", "rock", "hiphop", "disco"), ("classical", "jazz", "blues", "country")
+
+
+def energy_parts(path: str, window) -> dict:
+    """The energy of a file as indexing measures it, and its parts."""
+    clips = [c for c in excerpt_clips(path, window) if len(c) >= musical.CHROMA_FFT]
+    sr, channels = window.sample_rate, audio.read_metadata(path).channels or 1
+    mels = [musical.mel_power(c, sr) for c in clips]
+    flux = float(np.concatenate([musical.spectral_flux(m) for m in mels]).mean())
+    flatness = musical.flatness(np.concatenate(mels, axis=1))
+    loudness = musical.integrated_loudness(np.concatenate(clips), sr, dual_mono=channels >= 2)
+    return {"energy": musical.energy(loudness, flux, flatness), "loudness": loudness, "flux": flux,
+            "flatness": flatness}
+
+
+def auc(positives: list[float], negatives: list[float]) -> float:
+    """The chance that a positive scores above a negative (ties count half)."""
+    p, n = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
+    return float(((p > n) + 0.5 * (p == n)).mean())
+
+
+def energy_report(args) -> None:
+    window = load_model(DEFAULT_LIBRARY_MODEL).window
+    parts = ("energy", "loudness", "flux", "flatness")
+    measured = {f.path: energy_parts(f.path, window) for f in find_audio([args.genres])}
+    measured = {p: m for p, m in measured.items() if m["energy"] is not None}
+    genres = sorted({Path(p).name.split(".")[0] for p in measured})
+    by_genre = {g: [m for p, m in measured.items() if Path(p).name.split(".")[0] == g] for g in genres}
+    print(f"{args.genres}: {len(measured)} files; medians per genre")
+    print(f"{'genre':10s}" + "".join(f"{x:>10s}" for x in parts))
+    for g in sorted(genres, key=lambda g: statistics.median(m["energy"] for m in by_genre[g])):
+        print(f"{g:10s}" + "".join(f"{statistics.median(m[x] for m in by_genre[g]):10.3f}" for x in parts))
+    print(f"AUC {'+'.join(LOUD_GENRES)} vs {'+'.join(CALM_GENRES)}: " + ", ".join(
+        f"{x} {auc([m[x] for g in LOUD_GENRES for m in by_genre[g]], [m[x] for g in CALM_GENRES for m in by_genre[g]]):.3f}"
+        for x in parts))
+    values = {x: [m[x] for m in measured.values()] for x in parts}
+    print(f"energy over all {len(measured)}: 5th-95th percentile {np.percentile(values['energy'], 5):.2f}-"
+          f"{np.percentile(values['energy'], 95):.2f}, min {min(values['energy']):.2f}, max {max(values['energy']):.2f}")
+    t0 = time.process_time()
+    unlabelled = {f.path: energy_parts(f.path, window) for f in find_audio([args.unlabelled])}
+    spent = time.process_time() - t0
+    unlabelled = {p: m for p, m in unlabelled.items() if m["energy"] is not None}
+    print(f"{args.unlabelled}: {len(unlabelled)} files ({1000 * spent / max(1, len(unlabelled)):.0f} CPU ms each "
+          "to decode and measure); percentiles 5 / 25 / 50 / 75 / 95")
+    for x in parts:
+        print(f"  {x:9s} " + " / ".join(f"{v:.3f}" for v in np.percentile([m[x] for m in unlabelled.values()],
+                                                                         [5, 25, 50, 75, 95])))
+    ranked = sorted(unlabelled, key=lambda p: unlabelled[p]["energy"])
+    for label, chosen in (("calmest", ranked[:5]), ("most energetic", ranked[-5:])):
+        print(f"  {label}: " + ", ".join(f"{Path(p).parent.name}/{Path(p).name} {unlabelled[p]['energy']:.2f}"
+                                         for p in chosen))
+
+
+def loudness_report(args) -> None:
+    import av
+    import pyloudnorm
+
+    window = load_model(DEFAULT_LIBRARY_MODEL).window
+    sr, seconds = window.sample_rate, window.length / window.sample_rate
+    rows, skipped = [], []
+    for f in find_audio([args.folder]):
+        meta = audio.read_metadata(f.path)
+        starts = analysis.excerpt_starts(meta.duration or 0, DEFAULT_EXCERPT, window)
+        if starts is None or (meta.duration or 0) < 60 or meta.channels != 2:
+            continue
+        mono = np.concatenate(excerpt_clips(f.path, window))
+        try:
+            stereo, rate = stereo_excerpts(f.path, starts, seconds)
+        except av.error.FFmpegError:  # one libsndfile decodes for soundalike
+            skipped.append(f.path)
+            continue
+        stereo = np.concatenate(stereo, axis=1)
+        mid_side = soxr.resample(np.stack([stereo[0] + stereo[1], stereo[0] - stereo[1]]).T / 2, rate, sr).T
+        true = musical.integrated_loudness(stereo, rate)
+        rows.append({"path": f.path, "true": true,
+                     "pyloudnorm": pyloudnorm.Meter(rate).integrated_loudness(stereo.T.astype(np.float64)),
+                     "mono mix": musical.integrated_loudness(mono, sr),
+                     "stored": musical.measure(excerpt_clips(f.path, window), sr, meta.channels).loudness,
+                     "mid+side": musical.integrated_loudness(mid_side, sr, dual_mono=False) + 10 * np.log10(2)})
+        if len(rows) == args.tracks:
+            break
+    print(f"{len(rows)} stereo tracks of at least 60 s from {args.folder}: loudness of the excerpt minus BS.1770's "
+          f"of its stereo audio (FFmpeg ebur128 at the file's rate), dB; {len(skipped)} FFmpeg cannot open left out")
+    for x in ("mono mix", "stored", "mid+side", "pyloudnorm"):
+        errors = np.array([r[x] - r["true"] for r in rows])
+        print(f"  {x:10s} median {np.median(errors):+.2f}  5th {np.percentile(errors, 5):+.2f}  95th "
+              f"{np.percentile(errors, 95):+.2f}  min {errors.min():+.2f}  max {errors.max():+.2f}  "
+              f"|error| <= 1 dB: {np.mean(np.abs(errors) <= 1):.0%}")
+    print(f"  the {args.show} with the largest error stored:")
+    for r in sorted(rows, key=lambda r: r["stored"] - r["true"])[: args.show]:
+        print(f"  {Path(r['path']).parent.name}/{Path(r['path']).name}: true {r['true']:.1f}, mono mix "
+              f"{r['mono mix']:.1f}, stored {r['stored']:.1f}, mid+side {r['mid+side']:.1f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +351,15 @@ def main() -> int:
     p.add_argument("--tracks", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=agreement)
+    p = sub.add_parser("energy")
+    p.add_argument("--genres", default="/work/shared/data/gtzan-dev", help="files named GENRE.NNNNN")
+    p.add_argument("--unlabelled", default="/work/data/soundtracks")
+    p.set_defaults(func=energy_report)
+    p = sub.add_parser("loudness")
+    p.add_argument("--folder", default="/work/data/soundtracks")
+    p.add_argument("--tracks", type=int, default=None, help="at most this many (default: all)")
+    p.add_argument("--show", type=int, default=5, help="tracks to list")
+    p.set_defaults(func=loudness_report)
     args = parser.parse_args()
     args.func(args)
     return 0

@@ -48,7 +48,10 @@ def test_loudness_follows_gain_and_silence_has_none():
     quiet = musical.measure(spread_clips(y))
     loud = musical.measure(spread_clips(y * 4))  # +12 dB
     assert loud.loudness - quiet.loudness == pytest.approx(20 * np.log10(4), abs=0.05)
-    assert loud.energy > quiet.energy
+    assert quiet.loudness < musical.ENERGY_FULL_LUFS[1] < loud.loudness
+    assert loud.energy > quiet.energy + 0.1  # quieter than -20 LUFS damps the energy
+    louder = musical.measure(spread_clips(y * 8))
+    assert louder.energy == pytest.approx(loud.energy, abs=1e-4)  # above it, mastering louder changes nothing
     silent = musical.measure([np.zeros(3 * musical.SAMPLE_RATE, np.float32)])
     assert silent.loudness is None and silent.energy is None and silent.key is None
     assert musical.measure([]) == musical.UNKNOWN
@@ -65,6 +68,56 @@ def test_loudness_reads_bs1770_values_and_gates():
     assert musical.integrated_loudness(gated, sr) == pytest.approx(musical.integrated_loudness(tone, sr), abs=0.2)
     assert musical.integrated_loudness(tone[: int(0.39 * sr)], sr) is None  # shorter than one block
     assert musical.integrated_loudness(np.zeros(sr, np.float32), sr) is None
+
+
+def test_stereo_loudness_sums_the_channels_powers(tmp_path):
+    sr = musical.SAMPLE_RATE
+    t = np.arange(5 * sr) / sr
+    tone = (0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)  # -23.01 LUFS in one channel
+    one_channel = -3.01 + 20 * np.log10(0.1)
+    assert musical.integrated_loudness(np.stack([tone, tone]), sr) == pytest.approx(one_channel + 3.01, abs=0.1)
+    assert musical.integrated_loudness(np.stack([tone, 0 * tone]), sr) == pytest.approx(one_channel, abs=0.1)
+    # the mono mix of identical channels is the channel itself: as dual mono it reads BS.1770's stereo value
+    assert musical.integrated_loudness(tone, sr, dual_mono=True) == pytest.approx(one_channel + 3.01, abs=0.1)
+    clips = [tone[i * 3 * sr // 2 : (i + 2) * 3 * sr // 2] for i in range(2)]
+    assert musical.measure(clips, sr, channels=2).loudness == pytest.approx(
+        musical.measure(clips, sr).loudness + 3.01, abs=0.01)
+
+
+def test_indexing_measures_stereo_files_as_stereo(tmp_path):
+    y = keyed_songs.render(120, 0, 1, seconds=40)
+    music = tmp_path / "music"
+    music.mkdir()
+    synth.write(music / "mono.wav", y[None], keyed_songs.RATE)
+    synth.write(music / "stereo.wav", np.stack([y, y]), keyed_songs.RATE)  # identical channels: +3.01 dB
+    library = tmp_path / "library.sqlite"
+    assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
+    with Catalogue(library, create=False) as catalogue:
+        by_name = {t.path.rsplit("/", 1)[1]: t.id for t in catalogue.tracks()}
+        measured = catalogue.musical(by_name.values())
+    mono, stereo = measured[by_name["mono.wav"]], measured[by_name["stereo.wav"]]
+    assert stereo.loudness - mono.loudness == pytest.approx(3.01, abs=0.05)
+    assert stereo.bpm == mono.bpm and stereo.key == mono.key
+
+
+def calm_piece(seconds: float = 40) -> np.ndarray:
+    """Soft, slowly swelling chords of pure tones, at keyed_songs.RATE."""
+    t = np.arange(int(seconds * keyed_songs.RATE)) / keyed_songs.RATE
+    y = np.zeros_like(t)
+    for i, root in enumerate([220, 174.6, 196, 220, 164.8] * 2):
+        during = (t >= i * 4) & (t < i * 4 + 6)
+        swell = np.sin(np.pi * (t[during] - i * 4) / 6) ** 2
+        y[during] += swell * sum(np.sin(2 * np.pi * root * ratio * t[during]) for ratio in (1, 1.25, 1.5))
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def test_energy_tells_calm_from_loud_busy_music():
+    song = keyed_songs.render(170, 4, 0, seconds=40, seed=1)
+    loud_busy = (0.9 * np.tanh(6 * song) / np.tanh(3)).astype(np.float32)  # drums, distorted: dense and loud
+    calm, plain, loud = (musical.measure(spread_clips(y)).energy for y in (calm_piece(), song, loud_busy))
+    assert calm < 0.1 and loud > 0.55 and calm < plain < loud, (calm, plain, loud)
+    assert 0 <= musical.energy(-10, 5.0, 1.0) == 1 and musical.energy(-10, 0.0, 1e-6) == 0
+    assert musical.energy(None, 1.0, 0.1) is None
 
 
 def test_clip_keeper_keeps_spread_clips_of_any_stream():
@@ -110,10 +163,15 @@ def test_camelot_compatibility():
     assert musical.compatible((8, 0), (1, 0))  # 1A and 12A
 
 
-def test_tempo_steps_count_half_and_double_time():
-    assert musical.tempo_step(120, 124) == 4
-    assert musical.tempo_step(70, 141) == 1  # double time
-    assert musical.tempo_step(140, 69) == 1  # half time
+def test_tempo_steps_count_half_and_double_time_both_ways():
+    assert musical.tempo_step(120, 124) == musical.tempo_step(124, 120) == 4
+    assert musical.tempo_step(70, 141) == musical.tempo_step(141, 70) == 0.5  # double time: 141 is 70.5 halved
+    assert musical.tempo_step(140, 69) == musical.tempo_step(69, 140) == 1  # half time
+    assert musical.tempo_step(135.9, 70.9) == pytest.approx(musical.tempo_step(70.9, 135.9)) == pytest.approx(2.95)
+    rules = musical.Transitions(bpm_step=5)
+    fast, slow = (musical.Musical(bpm, 0.9, 0, 1, 0.9, -10.0, 0.5) for bpm in (135.9, 70.9))
+    assert rules.allows(fast, slow) and rules.allows(slow, fast)
+    assert not musical.Transitions(bpm_step=2).allows(fast, slow) and not musical.Transitions(bpm_step=2).allows(slow, fast)
 
 
 def test_bad_filters_say_what_to_write():

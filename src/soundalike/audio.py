@@ -68,6 +68,7 @@ class TrackMetadata:
     album: str | None = None
     genre: str | None = None
     duration: float | None = None
+    channels: int | None = None  # of the audio stream
 
 
 @functools.cache
@@ -491,9 +492,10 @@ def read_metadata(path: str | os.PathLike) -> TrackMetadata:
         tagged = None  # _open below raises the precise error
     except mutagen.MutagenError:
         tagged = None
-    duration = None
+    duration = channels = None
     if tagged is not None and getattr(tagged, "info", None) is not None:
         duration = getattr(tagged.info, "length", None) or None
+        channels = getattr(tagged.info, "channels", None) or None
     tags = getattr(tagged, "tags", None) if tagged is not None else None
     if duration is None:
         source = _open(path)
@@ -510,4 +512,5 @@ def read_metadata(path: str | os.PathLike) -> TrackMetadata:
         album=_first(tags, "album"),
         genre=_first(tags, "genre"),
         duration=float(duration) if duration is not None else None,
+        channels=channels,
     )

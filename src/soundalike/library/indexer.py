@@ -296,8 +296,8 @@ def analyse_source(f: FileState, meta, source, model, excerpt: int) -> TrackReco
     (a path, or a seekable file object): the network's analysis and the musical measures."""
     measure = musical.enabled()
     result = analysis.analyse_track(source, model, excerpt=excerpt, duration=meta.duration, keep_audio=measure)
-    return track_record(f, meta, result, musical.measure(list(result.clips), model.window.sample_rate)
-                        if measure else None)
+    measures = musical.measure(list(result.clips), model.window.sample_rate, meta.channels or 1) if measure else None
+    return track_record(f, meta, result, measures)
 
 
 def track_record(f: FileState, meta, result: analysis.Analysis, measures: musical.Musical | None) -> TrackRecord:

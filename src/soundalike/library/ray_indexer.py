@@ -111,7 +111,7 @@ def _decode(row: dict, *, window, measure: bool) -> dict:
         meta = audio.read_metadata(row["path"])
         cut = analysis.cut_track(row["path"], window, excerpt=row["excerpt"], duration=meta.duration,
                                  keep_audio=measure)
-        measures = musical.measure(list(cut.clips), window.sample_rate) if measure else None
+        measures = musical.measure(list(cut.clips), window.sample_rate, meta.channels or 1) if measure else None
         done["record"] = pickle.dumps((meta, cut, measures), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # a bad file must not stop the run: record why instead
         done["reason"] = failure_reason(exc)
