@@ -132,6 +132,20 @@ def test_similar_to_an_outside_file(built, music, tmp_path, capsys):
         assert lib.catalogue.count() == 7  # analysed, not added
 
 
+def test_an_outside_file_is_measured_as_a_seed(built, tmp_path):
+    """Its tempo and key, for --harmonic and --bpm-step from a seed that is not in the library."""
+    import keyed_songs
+
+    outside = tmp_path / "a_minor.flac"
+    synth.write(outside, keyed_songs.render(128, 9, 0, seconds=20)[None, :], keyed_songs.RATE)
+    with Library(built) as lib:
+        measures = lib.resolve(str(outside)).measures
+        assert (measures.key, measures.mode) == (9, 0)
+        assert min(abs(measures.bpm - 128 * r) for r in (0.5, 1, 2)) < 0.04 * 128
+        track = lib.catalogue.tracks()[0]  # a library track: its stored measures
+        assert lib.resolve(track.path).measures == lib.catalogue.musical([track.id])[track.id]
+
+
 def test_radio_and_path_from_an_outside_file(built, music, tmp_path, capsys):
     """A file not in the library seeds a radio and starts a path (listed with id None);
     its copies in the library are never played."""

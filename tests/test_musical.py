@@ -282,7 +282,7 @@ def test_radio_and_path_keep_harmonic_keys_and_tempo_steps(measured_library, cap
     assert len(journey) == 6
     check_transitions(measured_library, [t["id"] for t in journey], 5)
     assert main(["path", "1", "39", "--length", "6", "--harmonic", "--bpm-step", "0", *lib]) == 2
-    assert "no tracks near this path keep --harmonic and --bpm-step" in capsys.readouterr().err
+    assert "no tracks near this path keep the key and tempo rules given (--harmonic, --bpm-step)" in capsys.readouterr().err
 
 
 def test_api_filters_and_mixing(measured_library):

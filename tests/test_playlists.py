@@ -1,12 +1,13 @@
 """Radio and paths over a catalogue of controlled vectors, and playlist files."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from soundalike import ParameterError
+from soundalike import ParameterError, musical
 from soundalike.audio import TrackMetadata
 from soundalike.cli import main
 from soundalike.library import Library
@@ -17,12 +18,12 @@ from soundalike.playlists import RadioSettings, naive_path, next_track, path, ra
 DIM = 8
 
 
-def add(lib, name, vector, artist, duration=200.0):
+def add(lib, name, vector, artist, duration=200.0, measures=None):
     vector = np.asarray(vector, np.float32)
     record = TrackRecord(path=f"/music/{name}.mp3", size=1, mtime_ns=1,
                          metadata=TrackMetadata(artist, name, "Album", None, duration), excerpt=0,
                          vector=vector, tags=np.full(3, 0.5, np.float32), patches=vector[None, :],
-                         starts=np.zeros(1, np.float32))
+                         starts=np.zeros(1, np.float32), musical=measures)
     return lib.catalogue.put(record)
 
 
@@ -241,3 +242,61 @@ def test_radio_and_path_commands(ring, tmp_path, capsys):
     xspf = tmp_path / "p.xspf"
     assert main(["path", "t00", "t09", "--library", library, "--length", "6", "--xspf", str(xspf)]) == 0
     assert [e.title for e in read_xspf(xspf)] == titles
+
+
+# --- DJ rules from a seed outside the library -------------------------------------------
+@pytest.fixture
+def keyed(tmp_path):
+    """24 tracks on a circle (track i at 15 i degrees) keyed around the Camelot wheel (hour
+    i % 12 + 1, minor), 120 BPM, lengths apart (no two are copies)."""
+    lib = Library(tmp_path / "keys.sqlite", create=True)
+    lib.catalogue.bind_model(ModelDescription("test", ("a", "b", "c"), (DIM,), (1.0,)))
+    for i in range(24):
+        v = np.zeros(DIM)
+        v[0], v[1] = np.cos(np.deg2rad(15 * i)), np.sin(np.deg2rad(15 * i))
+        key = musical.parse_key(f"{i % 12 + 1}A")
+        add(lib, f"k{i:02d}", v, f"artist{i}", duration=150 + 7 * i,
+            measures=musical.Musical(120.0, 0.9, *key, 0.9, -10.0, 0.5))
+    yield lib
+    lib.close()
+
+
+def test_harmonic_rules_start_from_an_outside_seed_by_its_measures(keyed):
+    """A seed file in A minor (8A) beside k00 starts the radio on a compatible key."""
+    lib = keyed
+    inside = lib.resolve("/music/k00.mp3")
+    outside = dataclasses.replace(inside, entry=dataclasses.replace(inside.entry, id=None, path="/elsewhere.mp3"),
+                                  measures=musical.Musical(120.0, 0.9, 9, 0, 0.9, -10.0, 0.5))  # A minor, 8A
+    harmonic = musical.Transitions(harmonic=True)
+    free = next(radio(lib, [outside], RadioSettings(), length=1))
+    assert free.title in ("k01", "k23")  # the nearest (2A, 12A): no rule
+    first = next(radio(lib, [outside], RadioSettings(), length=1, transitions=harmonic))
+    assert musical.compatible((9, 0), _key(lib, first)) and first.title == "k20"  # 9A, 60 degrees: the nearest that mixes
+    journey = path(lib, [outside, lib.resolve("/music/k21.mp3")], length=4, transitions=harmonic)  # 8A to 10A
+    assert musical.compatible((9, 0), _key(lib, journey[1]))
+    unmeasured = dataclasses.replace(outside, measures=None)  # nothing to keep: the nearest again
+    assert next(radio(lib, [unmeasured], RadioSettings(), length=1, transitions=harmonic)).title in ("k01", "k23")
+
+
+def _key(lib, track):
+    measured = lib.catalogue.musical([track.id])[track.id]
+    return measured.key, measured.mode
+
+
+def test_playlists_show_tempo_and_key_and_say_when_rules_leave_too_few(keyed, capsys):
+    lib = ["--library", str(keyed.path)]
+    keyed.close()
+    assert main(["radio", "/music/k00.mp3", "--length", "2", "--json", *lib]) == 0
+    played = json.loads(capsys.readouterr().out)
+    assert [t["musical"]["camelot"] for t in played] == [f"{int(t['title'][1:]) % 12 + 1}A" for t in played]
+    assert main(["radio", "/music/k00.mp3", "--length", "1", *lib]) == 0
+    shown = capsys.readouterr().out
+    assert "120 BPM  2A" in shown or "120 BPM  12A" in shown  # k01 or k23, as near as each other
+    assert main(["radio", "/music/k00.mp3", "--length", "5", "--bpm", "300-400", *lib]) == 0
+    out = capsys.readouterr()
+    assert out.err == "note: only 0 of the 5 tracks asked for keep --bpm 300-400\n" and out.out == ""
+    assert main(["path", "/music/k00.mp3", "/music/k12.mp3", "--length", "5", "--key", "2A", *lib]) == 2
+    assert ("too few tracks keep the filters given (--bpm, --key, --energy) for a path this long"
+            in capsys.readouterr().err)
+    assert main(["similar", "/music/k00.mp3", "-k", "1", *lib]) == 0
+    assert "120 BPM  " in capsys.readouterr().out

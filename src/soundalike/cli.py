@@ -224,15 +224,30 @@ def _index(args: argparse.Namespace, library: Library) -> int:
     return 1 if failed or held or plan.unreadable or found_none else 0
 
 
-def _print_tracks(recommendations: list[recommend.Recommendation], as_json: bool) -> None:
+def _print_tracks(library: Library, recommendations: list[recommend.Recommendation], as_json: bool) -> None:
+    measured = library.catalogue.musical([r.track.id for r in recommendations])
     if as_json:
-        print(json.dumps([{"rank": i, **r.as_dict()} for i, r in enumerate(recommendations, 1)], ensure_ascii=False))
+        print(json.dumps([{"rank": i, **r.as_dict(), **_musical_field(measured, r.track)}
+                          for i, r in enumerate(recommendations, 1)], ensure_ascii=False))
         return
     for i, r in enumerate(recommendations, 1):
         tags = ", ".join(f"{t} {p:.2f}" for t, p in r.top_tags)
-        print(f"{i:3d}  {r.score:6.3f}  {r.track.label}  [{tags}]\n                {r.track.path}")
+        print(f"{i:3d}  {r.score:6.3f}  {r.track.label}  [{tags}]{_measured_text(measured, r.track)}\n"
+              f"                {r.track.path}")
     if not recommendations:
         print("no tracks match")
+
+
+def _musical_field(measured: dict[int, musical.Musical], track) -> dict:
+    """``{"musical": {...}}`` for a measured track in JSON output, else nothing."""
+    return {"musical": measured[track.id].as_dict()} if track.id in measured else {}
+
+
+def _measured_text(measured: dict[int, musical.Musical], track) -> str:
+    """"  128 BPM 8A" (what is known of a track's tempo and key) for text output."""
+    m = measured.get(track.id)
+    parts = [f"{m.bpm:.0f} BPM" if m and m.bpm else None, m.camelot if m else None]
+    return "".join(f"  {p}" for p in parts if p)
 
 
 def _reading(args: argparse.Namespace) -> Library:
@@ -260,7 +275,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         if not args.json:
             where = "" if seed.track else " (not in the library)"
             print(f"similar to {seed.track.label if seed.track else Path(seed.path).name}{where}:")
-        _print_tracks(found, args.json)
+        _print_tracks(library, found, args.json)
     return 0
 
 
@@ -290,19 +305,20 @@ def _similar_passages(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit_playlist(tracks, args: argparse.Namespace, why: list[str | None] | None = None) -> None:
+def _emit_playlist(library: Library, tracks, args: argparse.Namespace, why: list[str | None] | None = None) -> None:
     """Write or print a playlist; ``why``: a reason per track (radio with a taste), or None."""
     if args.replace and not args.mpd:
         raise ParameterError("--replace clears MPD's queue: give it with --mpd")
     why = why or [None] * len(tracks)
+    measured = library.catalogue.musical([t.id for t in tracks if t.id is not None])
     entries = [Entry(t.path, t.artist, t.title, t.album, t.duration) for t in tracks]
     for out, write in ((args.m3u, write_m3u), (args.xspf, write_xspf)):
         if out:
             write(entries, out, relative=args.relative)
             print(f"wrote {len(entries)} tracks to {out}", file=sys.stderr)
     if args.json:
-        print(json.dumps([{**t.as_dict(), **({"why": w} if w else {})} for t, w in zip(tracks, why)],
-                         ensure_ascii=False))
+        print(json.dumps([{**t.as_dict(), **_musical_field(measured, t), **({"why": w} if w else {})}
+                          for t, w in zip(tracks, why)], ensure_ascii=False))
     if args.mpd:
         from . import mpd
 
@@ -315,7 +331,7 @@ def _emit_playlist(tracks, args: argparse.Namespace, why: list[str | None] | Non
         emit(args, tracks)
     elif not (args.json or args.m3u or args.xspf or args.mpd):
         for i, (t, w) in enumerate(zip(tracks, why), 1):
-            print(f"{i:3d}  {t.label}\n       {t.path}" + (f"\n       why: {w}" if w else ""))
+            print(f"{i:3d}  {t.label}{_measured_text(measured, t)}\n       {t.path}" + (f"\n       why: {w}" if w else ""))
 
 
 def _measures(args: argparse.Namespace) -> musical.Filter:
@@ -356,8 +372,19 @@ def cmd_radio(args: argparse.Namespace) -> int:
             explain = functools.partial(playlists.why_next, library, taste, seeds, keep_on=args.keep_on)
         ids = [t.id for t in tracks]
         why = None if taste.empty else [explain(ids[:i], track=t) for i, t in enumerate(tracks)]
-        _emit_playlist(tracks, args, why)
+        if len(tracks) < args.length:
+            rules = _rules(args)
+            _note(f"only {len(tracks)} of the {args.length} tracks asked for "
+                  + (f"keep {rules}" if rules else "are left to play in the library"))
+        _emit_playlist(library, tracks, args, why)
     return 0
+
+
+def _rules(args: argparse.Namespace) -> str:
+    """The filters and DJ rules a playlist command was given, as typed ("--bpm 120-128, --harmonic")."""
+    given = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in ("bpm", "key", "energy", "bpm_step")
+             if getattr(args, name, None) is not None]
+    return ", ".join(given + (["--harmonic"] if getattr(args, "harmonic", False) else []))
 
 
 def cmd_feel(args: argparse.Namespace) -> int:
@@ -418,7 +445,7 @@ def cmd_path(args: argparse.Namespace) -> int:
         tracks = playlists.path(library, waypoints, length=args.length, drunk=args.drunk,
                                 max_per_artist=args.max_per_artist, random_seed=args.random_seed,
                                 allowed=library.allowed(measures=measures), transitions=transitions)
-        _emit_playlist(tracks, args)
+        _emit_playlist(library, tracks, args)
     return 0
 
 
@@ -440,7 +467,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     measures = _measures(args)
     with _reading(args) as library:
         allowed = library.allowed(measures=measures)
-        _print_tracks(recommend.rank_by_tag(library, args.tag, k=args.k, allowed=allowed), args.json)
+        _print_tracks(library, recommend.rank_by_tag(library, args.tag, k=args.k, allowed=allowed), args.json)
     return 0
 
 

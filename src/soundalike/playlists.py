@@ -15,7 +15,7 @@ from .analysis import normalize
 from .errors import ParameterError
 from .feedback import Taste
 from .library import Library, Seed, Track
-from .musical import Transitions
+from .musical import Musical, Transitions
 from .recommend import is_duplicate
 
 CANDIDATES = 50  # nearest tracks considered per step, before rules are applied
@@ -77,8 +77,9 @@ def next_track(library: Library, seeds: Sequence[Seed], history: Sequence[int], 
     query = _heading([(i, v) for i, v, _ in played], len(seeds), settings.keep_on, taste)
     recent = [s.artist for s in seeds] + [t.artist for t in history_tracks]
     avoid = {i for i, _, _ in played if i is not None}
+    last = library.catalogue.musical(history[-1:]).get(history[-1]) if history else seeds[-1].measures
     return _pick(library, query, avoid, [(v, d) for _, v, d in played], recent, settings, rng, taste,
-                 allowed=allowed, transitions=transitions, after=played[-1][0])
+                 allowed=allowed, transitions=transitions, after=last)
 
 
 def _heading(played: list[tuple[int | None, np.ndarray]], seeds: int, keep_on: int, taste: Taste | None) -> np.ndarray:
@@ -102,13 +103,13 @@ def why_next(library: Library, taste: Taste, seeds: Sequence[Seed], history: Seq
 def _pick(library: Library, query: np.ndarray, avoid: set[int], played: list[tuple[np.ndarray, float | None]],
           recent_artists: list[str | None], settings: RadioSettings, rng: np.random.Generator | None,
           taste: Taste | None, *, steer: bool = True, allowed: np.ndarray | None = None,
-          transitions: Transitions | None = None, after: int | None = None) -> Track | None:
+          transitions: Transitions | None = None, after: Musical | None = None) -> Track | None:
     """The track to play next near unit ``query`` (d,), moved by the taste when ``steer``:
     not in ``avoid`` nor ``taste.never``, no duplicate of a ``played`` (vector,
     duration), no artist among the last ``artist_gap`` of ``recent_artists``; ranked
     by cosine plus the taste's bias. Nor a duplicate of a track the taste never plays
-    (another copy of a disliked song), nor one that ``transitions`` forbids after the
-    track ``after`` (an id; None: a file outside the library, which forbids nothing)."""
+    (another copy of a disliked song), nor one that ``transitions`` forbids after a
+    track measured ``after`` (None: not measured, which forbids nothing)."""
     rng = rng if rng is not None else np.random.default_rng(settings.random_seed)
     learning = taste is not None and not taste.empty
     if learning and steer:
@@ -141,13 +142,13 @@ def _pick(library: Library, query: np.ndarray, avoid: set[int], played: list[tup
     return found.tracks[ok[pool[_drunk_pick(scores[pool], settings.drunk, rng)]]]
 
 
-def _follows(library: Library, transitions: Transitions | None, before: int | None, ids) -> np.ndarray:
-    """Whether each track of ``ids`` may follow track ``before`` (None: a file outside the
-    library) under ``transitions``, shape (len(ids),) bool."""
-    if transitions is None or not transitions.active or before is None:
+def _follows(library: Library, transitions: Transitions | None, before: Musical | None, ids) -> np.ndarray:
+    """Whether each track of ``ids`` may follow a track measured ``before`` (None: not
+    measured) under ``transitions``, shape (len(ids),) bool."""
+    if transitions is None or not transitions.active:
         return np.ones(len(ids), bool)
-    measured = library.catalogue.musical([before, *ids])
-    return np.array([transitions.allows(measured.get(before), measured.get(int(i))) for i in ids], bool)
+    measured = library.catalogue.musical(ids)
+    return np.array([transitions.allows(before, measured.get(int(i))) for i in ids], bool)
 
 
 def radio(library: Library, seeds: Sequence[Seed], settings: RadioSettings = RadioSettings(), *,
@@ -181,8 +182,9 @@ def next_for_you(library: Library, taste: Taste, history: Sequence[int], setting
     history_tracks = library.catalogue.tracks(history)
     played = _with_durations(library, history) + _with_durations(library, taste.liked_ids.tolist())
     avoid = set(history) | set(taste.liked_ids.tolist())
+    last = library.catalogue.musical(history[-1:]).get(history[-1]) if history else None
     return _pick(library, anchor, avoid, played, [t.artist for t in history_tracks], settings, rng,
-                 taste, steer=False, allowed=allowed, transitions=transitions, after=history[-1] if history else None)
+                 taste, steer=False, allowed=allowed, transitions=transitions, after=last)
 
 
 def _anchor(taste: Taste, played: int) -> np.ndarray:
@@ -286,8 +288,8 @@ def _viterbi(start: np.ndarray, end: np.ndarray, pools: list[np.ndarray], vector
     if follows is not None:
         final[~follows(prev_ids, [None])[0]] = np.inf
         if not np.isfinite(final).any():
-            raise ParameterError("no tracks near this path keep --harmonic and --bpm-step from one to the next; "
-                                 "try a larger --bpm-step, without --harmonic, or other songs")
+            raise ParameterError("no tracks near this path keep the key and tempo rules given (--harmonic, "
+                                 "--bpm-step) from one to the next; loosen them or choose other songs")
     choice = [int(np.argmin(final))]
     for j in range(len(pools) - 1, 0, -1):
         choice.append(int(back[j][choice[-1]]))
@@ -312,7 +314,7 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
     file outside the library: it is listed with id None and its copies are avoided.
     ``allowed`` (track ids): the tracks between waypoints are among these;
     ``transitions``: what each track's key and tempo must keep from the one before
-    (a waypoint outside the library forbids nothing).
+    (a waypoint outside the library by its measures: see :attr:`Seed.measures`).
     """
     if len(waypoints) < 2:
         raise ParameterError(f"a path needs at least 2 songs, got {len(waypoints)}")
@@ -343,9 +345,8 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
             if drunk:
                 spread = drunk * np.sqrt(max(legs[leg], 1e-4))
                 targets = normalize(targets + spread * rng.standard_normal(targets.shape) / np.sqrt(targets.shape[1]))
-            ends = (waypoints[leg].entry.id, waypoints[leg + 1].entry.id)
             chosen = _leg(library, a, b, targets, used, used_vectors, artists, max_per_artist, allowed,
-                          _transition_mask(library, transitions, ends))
+                          _transition_mask(library, transitions, (waypoints[leg].measures, waypoints[leg + 1].measures)))
             for track in chosen:
                 used.add(track.id)
                 if track.artist:
@@ -356,18 +357,20 @@ def path(library: Library, waypoints: Sequence[Seed], *, length: int, drunk: flo
     return playlist
 
 
-def _transition_mask(library: Library, transitions: Transitions | None, ends: tuple[int | None, int | None]):
-    """A ``follows`` for :func:`_viterbi` between the waypoints ``ends`` (ids; None:
-    outside the library); None when ``transitions`` sets no rule."""
+def _transition_mask(library: Library, transitions: Transitions | None,
+                     ends: tuple[Musical | None, Musical | None]):
+    """A ``follows`` for :func:`_viterbi` between waypoints measured ``ends`` (None: not
+    measured); None when ``transitions`` sets no rule."""
     if transitions is None or not transitions.active:
         return None
 
     def follows(before: list[int | None], after: list[int | None]) -> np.ndarray:
-        before = [ends[0] if i is None else i for i in before]
-        after = [ends[1] if i is None else i for i in after]
         measured = library.catalogue.musical([i for i in (*before, *after) if i is not None])
-        return np.array([[b is None or a is None or transitions.allows(measured.get(b), measured.get(a))
-                          for b in before] for a in after], bool)
+        froms = [ends[0] if i is None else measured.get(i) for i in before]
+        # the end waypoint is there whatever it is: unmeasured, it has nothing to keep
+        return np.array([[(i is None and ends[1] is None) or transitions.allows(b, ends[1] if i is None else
+                                                                                 measured.get(i))
+                          for b in froms] for i in after], bool)
 
     return follows
 
@@ -402,6 +405,9 @@ def _leg(library: Library, a, b, targets, used, used_vectors, artists, max_per_a
         if conflict is None:
             return [tracks[i] for i in chosen]
         pools[conflict].remove(chosen[conflict])
+    if allowed is not None:
+        raise ParameterError("too few tracks keep the filters given (--bpm, --key, --energy) for a path this long; "
+                             "try a shorter one or wider filters")
     raise ParameterError("the library has too few tracks for a path this long; try a shorter one")
 
 

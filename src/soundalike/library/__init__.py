@@ -60,7 +60,8 @@ class Seed:
     entry : the library track, or (id None) the outside file's absolute path and tags,
     as a playlist lists it; path : as given; vector : (d,) unit track vector in the
     library's space (:attr:`Library.space`); tags : (n_tags,) mean tag probabilities;
-    patches : (P, d) raw patch embeddings; starts : (P,) seconds
+    patches : (P, d) raw patch embeddings; starts : (P,) seconds; measures : its tempo,
+    key and loudness (None where not measured)
     """
 
     entry: Track
@@ -69,6 +70,7 @@ class Seed:
     tags: np.ndarray
     patches: np.ndarray
     starts: np.ndarray
+    measures: musical.Musical | None = None
 
     @property
     def track(self) -> Track | None:
@@ -288,22 +290,26 @@ class Library:
     def seed(self, track: Track) -> Seed:
         patches, starts = self.catalogue.patches(track.id)
         ids, tags = self.catalogue.arrays("tags", [track.id])
-        return Seed(track, track.path, self.vectors([track.id])[0], tags[0], patches, starts)
+        return Seed(track, track.path, self.vectors([track.id])[0], tags[0], patches, starts,
+                    self.catalogue.musical([track.id]).get(track.id))
 
     def analyse_outside(self, path: str | os.PathLike) -> Seed:
         """Analyse a file that is not in the library (it is not added)."""
-        return self.outside_seed(path, audio.read_metadata(path), analysis.analyze(path, self.model))
+        return self.outside_seed(path, audio.read_metadata(path), analysis.analyze(path, self.model, keep_audio=True))
 
     def outside_seed(self, path: str | os.PathLike, meta: audio.TrackMetadata, result: analysis.Analysis) -> Seed:
-        """A file outside the library, already analysed with the library's model, as a seed."""
+        """A file outside the library, already analysed with the library's model, as a seed
+        (measured, when the analysis kept its audio: ``keep_audio``)."""
         if self.aggregation == "tfidf":  # weighted against the library's patches
             patches = [p for _, p in self.catalogue.iter_patches()]
             vector = analysis.tfidf_vectors([*patches, result.embeddings])[-1]
         else:
             vector = analysis.aggregate(result.embeddings)
         entry = Track(None, str(Path(path).resolve()), meta.artist, meta.title, meta.album, meta.genre, meta.duration)
+        measures = (musical.measure(list(result.clips), self.model.window.sample_rate, meta.channels or 1)
+                    if result.clips else None)
         return Seed(entry, str(path), self.space.project(vector), result.tag_probabilities, result.embeddings,
-                    result.starts)
+                    result.starts, measures)
 
     def seed_tags(self, seed: Seed, n: int) -> list[tuple[str, float]]:
         """A seed's ``n`` most probable tags as (name, probability), best first."""
