@@ -2,6 +2,7 @@
 
     python bench/bench_indexing.py stages CORPUS_DIR [--tracks 40] [--model msd-mtt-musicnn]
     python bench/bench_indexing.py speed CORPUS_DIR [--runs 3] [--workers 2] [--model M] [--previous REF]
+                                          [--ray-workers 1,2]
     python bench/bench_indexing.py layers [--runs 30]
 
 ``stages`` runs the default indexing path of ``--tracks`` files of CORPUS_DIR (spread over
@@ -13,8 +14,9 @@ milliseconds per track of each (median and mean) and their share, and, for compa
 the same files through ``indexer.analyse_file`` in one piece (which must be about the sum).
 
 ``speed`` times ``soundalike index CORPUS_DIR --workers W --model M`` into a fresh library, whole
-process, ``--runs`` times (interleaved with soundalike at git revision ``--previous``, from
-a temporary worktree, when given); medians, tracks per second.
+process, ``--runs`` times, interleaved with soundalike at git revision ``--previous`` (from
+a temporary worktree) and with ``--ray local --workers N`` for each N of ``--ray-workers``,
+when given; medians, tracks per second.
 
 ``layers`` times each layer of MSD-MusiCNN on two patches (the default batch) on one torch
 thread, with its arithmetic (multiply-adds x 2) and the rate it reaches, and, for the two
@@ -122,22 +124,28 @@ def speed(args) -> None:
 
     count = len(list(find_audio([args.corpus])))
     with contextlib.ExitStack() as stack:
-        runs = {"this version": versions.environment(None)}
+        plain = ("--workers", str(args.workers))
+        runs = {"this version": (versions.environment(None), plain)}
         if args.previous:
-            runs[f"soundalike {args.previous}"] = versions.environment(stack.enter_context(versions.worktree(args.previous)))
+            tree = stack.enter_context(versions.worktree(args.previous))
+            runs[f"soundalike {args.previous}"] = (versions.environment(tree), plain)
+        for workers in filter(None, args.ray_workers.split(",")):
+            runs[f"--ray local --workers {workers}"] = (versions.environment(None), ("--workers", workers, "--ray", "local"))
         times = {name: [] for name in runs}
         for run in range(args.runs):
             for name in list(runs) if run % 2 == 0 else list(reversed(runs)):  # interleaved: the machine is shared
+                env, options = runs[name]
                 with tempfile.TemporaryDirectory() as folder:
                     t = time.perf_counter()
                     done = subprocess.run(versions.command("index", str(args.corpus), "--library", f"{folder}/lib.sqlite",
-                                                           "--workers", str(args.workers), "--model", args.model),
-                                          env=runs[name], capture_output=True, text=True)
+                                                           "--model", args.model, *options),
+                                          env=env, capture_output=True, text=True)
                     times[name].append(time.perf_counter() - t)
                     if done.returncode not in (0, 1):  # 1: some files failed (left out)
                         raise RuntimeError(done.stderr[-2000:])
                 print(f"run {run + 1} {name}: {times[name][-1]:.1f} s", flush=True)
-    print(f"{count} files, --workers {args.workers} --model {args.model}; load average {os.getloadavg()[0]:.1f}")
+    print(f"{count} files, --model {args.model}, --workers {args.workers} unless said; "
+          f"load average {os.getloadavg()[0]:.1f}")
     for name, t in times.items():
         print(f"{name}: median {statistics.median(t):.1f} s, {count / statistics.median(t):.2f} tracks/s "
               f"(runs: {', '.join(f'{x:.1f}' for x in t)})")
@@ -245,6 +253,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--previous", metavar="REF")
     p.add_argument("--model", default="msd-mtt-musicnn")
+    p.add_argument("--ray-workers", default="", metavar="N,M", help="also index with --ray local and these --workers")
     p.set_defaults(func=speed)
     p = sub.add_parser("layers")
     p.add_argument("--runs", type=int, default=30)
