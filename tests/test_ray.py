@@ -104,7 +104,8 @@ ray_indexer.track_record = track_record
 
 
 def test_a_file_that_kills_its_process_is_recorded_and_the_rest_indexed(tmp_path):
-    """A private local cluster whose processes run a sitecustomize that dies on one file."""
+    """A private local cluster (of enough logical CPUs for its actors) whose processes run a
+    sitecustomize that dies on one file."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(CRASHER)
@@ -113,7 +114,7 @@ def test_a_file_that_kills_its_process_is_recorded_and_the_rest_indexed(tmp_path
         write_song(root, f"{name}.flac", "W", name, None, ("tone", 200 + 50 * len(name)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "soundalike.cli", "index", str(root), "--library", str(tmp_path / "c.sqlite"),
-               "--workers", "1", "--ray", "local"]
+               "--workers", "3", "--ray", "local"]  # more network actors than this machine has cores
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 1, done.stderr
     assert "indexed 2, unchanged 0, removed 0, failed 1" in done.stdout

@@ -42,16 +42,16 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
         raise ParameterError(f"workers must be >= 1, got {workers}")
     if not todo:
         return
-    store = storer(catalogue, model_name, load_model(model_name), reanalyze)
-    window = load_model(model_name).window
-    with _connected(address):
+    model = load_model(model_name)
+    store = storer(catalogue, model_name, model, reanalyze)
+    threads = threads_per_worker(workers)
+    with _connected(address, workers * threads):
         import ray.data
 
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # our own outcomes say which files failed, and why
         context = ray.data.DataContext.get_current()
         context.max_errored_blocks = -1  # a file whose process keeps dying is dropped, then recorded below
         context.enable_progress_bars = False  # the command shows its own
-        threads = threads_per_worker(workers)
         files = [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
                   "excerpt": excerpt if f.excerpt is None else f.excerpt} for f in todo]
         with warnings.catch_warnings():
@@ -59,7 +59,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
             # told otherwise, and only its deprecated remote arguments tell it (so ray < 2.64)
             warnings.simplefilter("ignore", DeprecationWarning)
             results = (ray.data.from_items(files, override_num_blocks=len(files))
-                       .map(_decode, fn_kwargs={"window": window, "measure": musical.enabled()}, num_cpus=1,
+                       .map(_decode, fn_kwargs={"window": model.window, "measure": musical.enabled()}, num_cpus=1,
                             ray_remote_args_fn=lambda: {"max_retries": RETRIES})
                        .map_batches(_Network, fn_constructor_kwargs={"model_name": model_name, "threads": threads},
                                     batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
@@ -73,9 +73,10 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
 
 
 @contextlib.contextmanager
-def _connected(address: str):
+def _connected(address: str, actor_cpus: int):
     """Connected to the Ray cluster at ``address`` (see the module), disconnected after,
-    unless this process was already connected (then that connection is used)."""
+    unless this process was already connected (then that connection is used). A local
+    cluster offers the network actors their ``actor_cpus`` (at least the cores)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == LOCAL:  # read by Ray as it is imported and by the processes it starts: loopback only
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -88,9 +89,9 @@ def _connected(address: str):
         return
     logging.getLogger("ray").setLevel(logging.WARNING)
     if address == LOCAL:
-        # one logical CPU more than the cores: a decoding task always finds a slot beside a
-        # full set of network actors (decoding is a fifth of the work or less)
-        ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, _node_ip_address="127.0.0.1",
+        # one logical CPU more: a decoding task always finds a slot beside a full set of network
+        # actors (decoding is a fifth of the work or less)
+        ray.init(num_cpus=max(os.cpu_count() or 1, actor_cpus) + 1, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=False, logging_level=logging.ERROR)
     else:
         try:
