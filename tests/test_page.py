@@ -6,9 +6,6 @@ phone layout and the dark theme. Each view's screenshot is kept in docs/screensh
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import mutagen
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 
 import synth
+from serving import serving
 from songs import make_music, write_song
 from soundalike.cli import main
 
@@ -52,8 +50,6 @@ def tag_albums(music: Path) -> None:
 def server(tmp_path_factory):
     """The URL of a server with a token over a library of make_music's songs with albums,
     and one track whose file was deleted after indexing; (url, the lost track's path)."""
-    import uvicorn
-
     from soundalike.server import create_app
 
     music = make_music(tmp_path_factory.mktemp("music"))
@@ -62,18 +58,8 @@ def server(tmp_path_factory):
     library = tmp_path_factory.mktemp("lib") / "library.sqlite"
     assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
     lost.unlink()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(library, token=TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(library, token=TOKEN)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

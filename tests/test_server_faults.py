@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
                                                status_code_conformance)
 
 import synth
+from serving import serving
 from test_server import client, library  # noqa: F401  (the same fixtures: one library per module)
 from test_server_browse import add_track, copy_library
 from soundalike import audio
@@ -46,26 +47,6 @@ def ids(client) -> dict[str, int]:
 def changing(library, tmp_path):
     """A copy of the library, for a test to change."""
     return copy_library(library, tmp_path)
-
-
-@contextlib.contextmanager
-def serving(app):
-    """``app`` served by uvicorn on a free loopback port: yields the port."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def form(content: bytes, name: str = "song.mp3") -> bytes:
