@@ -112,6 +112,39 @@ def test_spectrogram_is_a_png(client):
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
 
+def time_axis(response) -> tuple[float, float]:
+    """(seconds shown, where they begin) of a spectrogram, from its time-axis header "x0,x1,seconds,start"."""
+    x0, x1, seconds, start = map(float, response.headers["X-Soundalike-Time-Axis"].split(","))
+    assert 0 < x0 < x1 < 1
+    return seconds, start
+
+
+def test_spectrogram_draws_the_window_from_start(client):
+    track = client.get(f"/api/tracks/{ids_by_title(client)['Low Chord']}").json()  # a 7 s chord that swells
+    url = f"/api/tracks/{track['id']}/spectrogram.png"
+    first, later = client.get(url), client.get(url, params={"start": 3})
+    assert later.status_code == 200 and later.content.startswith(b"\x89PNG")
+    assert time_axis(first) == (pytest.approx(7, abs=0.05), 0)
+    assert time_axis(later) == (pytest.approx(4, abs=0.05), 3)
+    assert later.content != first.content
+    assert client.get(url, params={"start": "3.0"}).content == later.content  # drawn the same each time
+
+
+def test_spectrogram_refuses_a_start_past_the_end(client):
+    from soundalike.passages import format_time
+
+    track = client.get(f"/api/tracks/{ids_by_title(client)['Low Chord']}").json()
+    url, duration = f"/api/tracks/{track['id']}/spectrogram.png", track["duration"]
+    for start, sentence in [
+            (duration, f"track {track['id']} is {format_time(duration)} long: its spectrogram cannot start at "
+                       f"{format_time(duration)}"),
+            (600, f"track {track['id']} is {format_time(duration)} long: its spectrogram cannot start at 10:00"),
+            (-1, "start must be at least 0"), ("soon", "start must be a number"),
+            ("inf", "start must be a finite number"), ("nan", "start must be a number, not NaN")]:
+        response = client.get(url, params={"start": start})
+        assert (response.status_code, response.json()) == (422, {"detail": sentence})
+
+
 def test_radio_next_respects_history_and_settings(client):
     ids = ids_by_title(client)
     seed = ids["Low Chord"]

@@ -75,6 +75,7 @@ from ..errors import MediaError, ParameterError, SoundalikeError
 from ..library import Catalogue, Library, QueryError, Seed, events
 from ..library.catalogue import MAX_TRACK_ID, LibraryError, Track
 from ..library.vectors import VectorIndex
+from ..passages import format_time
 from ..playlist_files import Entry, m3u_text
 from . import families, listening, media, passages, projection
 from .auth import Sessions, signed_out
@@ -561,10 +562,18 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         data, media_type = art
         return Response(data, media_type=media_type, headers=headers)
 
-    @app.get("/api/tracks/{track_id}/spectrogram.png", summary="mel spectrogram of the first 30 s, as a PNG",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}, **errors(404)})
-    def spectrogram(track_id: TrackIdPath):
-        png, time_axis = _spectrogram_png(str(file_or_404(track_id)))
+    @app.get("/api/tracks/{track_id}/spectrogram.png", summary="mel spectrogram of 30 s from `start`, as a PNG",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}, **errors(404, 422)},
+             description=("Header X-Soundalike-Time-Axis: \"x0,x1,seconds,start\": the plot spans x0 to x1 "
+                          "(fractions of the image's width) and shows `seconds` of the track from `start`."))
+    def spectrogram(track_id: TrackIdPath, start: float = Query(
+            0.0, ge=0, allow_inf_nan=False, description="seconds into the track where the 30 s shown begin")):
+        with library.reading():
+            duration = track_or_404(track_id).duration
+        if duration and start >= duration:
+            raise HTTPException(422, f"track {track_id} is {format_time(duration)} long: "
+                                     f"its spectrogram cannot start at {format_time(start)}")
+        png, time_axis = _spectrogram_png(str(file_or_404(track_id)), start)
         return Response(png, media_type="image/png", headers={"X-Soundalike-Time-Axis": time_axis})
 
     @app.get("/api/tracks/{track_id}/similar", summary="tracks that sound like this one, with why",
@@ -728,10 +737,11 @@ def _unless_gone(blocks: Iterable[np.ndarray], gone: Callable[[], bool]) -> Iter
             yield block
 
 
-def _spectrogram_png(path: str) -> tuple[bytes, str]:
-    """A log-mel image (96 bands x frames) of the first ``SPECTROGRAM_SECONDS`` of a file, and
-    where its time axis lies: "x0,x1,seconds" (fractions of the image's width, and the
-    seconds shown), for the page to turn a drag over it into a passage.
+def _spectrogram_png(path: str, start: float = 0.0) -> tuple[bytes, str]:
+    """A log-mel image (96 bands x frames) of ``SPECTROGRAM_SECONDS`` of a file from ``start``
+    seconds, and where its time axis lies: "x0,x1,seconds,start" (fractions of the image's
+    width, the seconds shown and where they begin in the file), for the page to turn a drag
+    over it into a passage.
 
     Drawn on a figure of its own (matplotlib's object-oriented API, no pyplot): nothing
     is registered globally, so nothing outlives the request, whatever the thread.
@@ -743,7 +753,7 @@ def _spectrogram_png(path: str) -> tuple[bytes, str]:
     from ..features import LogMel, LogMelConfig
 
     config = LogMelConfig()
-    y = audio.load(path, sr=config.sample_rate, duration=SPECTROGRAM_SECONDS)
+    y = audio.load(path, sr=config.sample_rate, start=start, duration=SPECTROGRAM_SECONDS)
     y = np.pad(y, (0, max(0, config.n_fft - len(y))))
     with torch.no_grad():
         logmel = LogMel(config)(torch.from_numpy(y)[None])[0].numpy()
@@ -751,11 +761,12 @@ def _spectrogram_png(path: str) -> tuple[bytes, str]:
     FigureCanvasAgg(figure)
     axis = figure.add_subplot()
     seconds = len(y) / config.sample_rate
-    axis.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, config.n_mels))
+    axis.imshow(logmel.T, origin="lower", aspect="auto", cmap="magma",
+                extent=(start, start + seconds, 0, config.n_mels))
     axis.set_xlabel("seconds")
     axis.set_ylabel("mel band")
     out = io.BytesIO()
     figure.savefig(out, format="png")
     box = axis.get_position()
-    return out.getvalue(), f"{box.x0:.4f},{box.x1:.4f},{seconds:.3f}"
+    return out.getvalue(), f"{box.x0:.4f},{box.x1:.4f},{seconds:.3f},{start:.3f}"
 

@@ -83,5 +83,5 @@ export function query(params) {
 export const urls = {
   audio: (id) => `/api/tracks/${id}/audio`,
   cover: (id) => `/api/tracks/${id}/cover`,
-  spectrogram: (id) => `/api/tracks/${id}/spectrogram.png`,
+  spectrogram: (id, start = 0) => `/api/tracks/${id}/spectrogram.png` + (start ? `?start=${start.toFixed(2)}` : ""),
 };

@@ -120,14 +120,6 @@ export async function showAlbum(artist = "", album = "") {
   } catch (error) { showError($("album-tracks"), error); }
 }
 
-const SPECTROGRAM_SECONDS = 30; // the server draws this much of a track at most
-
-/** What the spectrogram shows of a track of `duration` seconds: "the first 30 seconds" or "all 12 seconds". */
-function spectrogramSpan(duration) {
-  if (!duration || duration > SPECTROGRAM_SECONDS) return `the first ${SPECTROGRAM_SECONDS} seconds`;
-  return `all ${plural(Math.round(duration), "second")}`;
-}
-
 // --- a track --------------------------------------------------------------------------------------
 let shownTrack = null;
 
@@ -152,7 +144,6 @@ export async function showTrack(id, { onRadio, onPath }) {
   $("track-cover").replaceChildren(trackCover(track, "hero-art"));
   chips($("track-tags"), track.tags, { percent: true });
   showSpectrogram(track);
-  $("spectrogram-caption").textContent = `Mel spectrogram of ${spectrogramSpan(track.duration)}: time to the right, pitch up.`;
   $("track-play").onclick = () => playNow(track);
   $("track-next").onclick = () => { playNext(track); toast(`“${trackTitle(track)}” plays next.`); };
   $("track-enqueue").onclick = () => { enqueue(track); toast(`Added “${trackTitle(track)}” to the queue.`); };
