@@ -122,6 +122,19 @@ def test_families_without_tags_are_numbered(tmp_path):
     assert [f.tags for f in found.families] == [[], [], []]
 
 
+def test_names_leave_out_synonyms_and_tags_a_family_rarely_has(tmp_path):
+    """"keys" follows "piano" everywhere (a synonym); "rare" is most typical of cluster a
+    but only 5 % probable there: neither names a family."""
+    tags = ("music", "piano", "keys", "rare", "drums")
+    clusters = {"a": (0, 12, (0.9, 0.7, 0.68, 0.05, 0.1)), "b": (1, 10, (0.9, 0.1, 0.12, 0.0, 0.2)),
+                "c": (2, 8, (0.9, 0.1, 0.1, 0.0, 0.8))}
+    with planted(tmp_path / "synonyms.sqlite", clusters, tags) as library:
+        found = families.library_families(library)
+    # without the rules: "piano, keys, rare" for a, and b named by the keys it barely has more of
+    assert [f.name for f in found.families] == ["piano", "family 2", "drums"]
+    assert [[tag for tag, _ in f.tags] for f in found.families] == [["piano"], [], ["drums"]]
+
+
 def test_same_tags_in_two_families_are_told_apart(tmp_path):
     alike = {name: (axis, size, (0.9, 0.7, 0.1, 0.1)) for name, (axis, size, _) in CLUSTERS.items()}
     alike["c"] = (2, 8, (0.9, 0.1, 0.1, 0.9))

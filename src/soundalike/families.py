@@ -32,6 +32,8 @@ SILHOUETTE_TOLERANCE = 0.01  # a larger count within this of the best silhouette
 N_INIT = 2                  # k-means restarts per count (the best kept)
 NAME_TAGS = 3               # tags in a family's name
 MIN_LIFT = 0.25             # ... each at least this many library standard deviations above the library's mean
+MIN_NAME_PROBABILITY = 0.1  # ... and this probable in the family (a tag it rarely has names nothing)
+SYNONYM_CORRELATION = 0.75  # ... and not a tag whose probabilities follow an earlier one's this closely
 EXAMPLES = 5                # most typical tracks shown per family
 SEED = 0
 
@@ -157,18 +159,31 @@ def typical_tags(tags: np.ndarray, labels: np.ndarray, names: list[str], k: int,
     """Per family 0..k-1, its ``top`` most typical tags [(tag, lift)]: the tags whose mean
     probability in the family (tags (m, n_tags), labels (m,)) is the most library standard
     deviations above the library's mean, at least ``MIN_LIFT`` of them (a tag as probable
-    everywhere names nothing)."""
+    everywhere names nothing), of a mean probability in the family of at least
+    ``MIN_NAME_PROBABILITY``, and none a near-synonym of one before it (their
+    probabilities over the library's tracks correlate at ``SYNONYM_CORRELATION`` or more:
+    "female vocal" after "female vocalist")."""
     if not len(names) or not len(tags):
         return [[] for _ in range(k)]
     tags = tags.astype(np.float64)
     mean, spread = tags.mean(axis=0), tags.std(axis=0)
     varies = spread > 1e-6
+    correlation = np.zeros((len(names), len(names)))
+    if len(tags) > 1 and varies.any():
+        correlation[np.ix_(varies, varies)] = np.corrcoef(tags[:, varies], rowvar=False)
     out = []
     for family in range(k):
+        probability = tags[labels == family].mean(axis=0)
         lift = np.zeros(len(names))
-        lift[varies] = (tags[labels == family].mean(axis=0)[varies] - mean[varies]) / spread[varies]
-        order = np.argsort(-lift, kind="stable")[:top]
-        out.append([(names[i], round(float(lift[i]), 3)) for i in order if lift[i] >= MIN_LIFT])
+        lift[varies] = (probability[varies] - mean[varies]) / spread[varies]
+        chosen: list[int] = []
+        for i in np.argsort(-lift, kind="stable"):
+            if len(chosen) == top or lift[i] < MIN_LIFT:
+                break
+            if probability[i] >= MIN_NAME_PROBABILITY and not any(correlation[i, j] >= SYNONYM_CORRELATION
+                                                                 for j in chosen):
+                chosen.append(int(i))
+        out.append([(names[i], round(float(lift[i]), 3)) for i in chosen])
     return out
 
 
