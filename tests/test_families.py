@@ -159,6 +159,16 @@ def test_playlists_are_written_one_per_family_and_read_back(lib, tmp_path):
         assert entries[0].artist.startswith("artist ") and entries[0].duration == 200
 
 
+def test_a_new_grouping_replaces_the_playlists_of_the_last_one_and_nothing_else(lib, tmp_path):
+    out = tmp_path / "families"
+    out.mkdir()
+    (out / "01-mine.m3u8").write_text("#EXTM3U\n")  # the user's own
+    three = families.write_playlists(lib, families.library_families(lib, n=3), out)
+    two = families.write_playlists(lib, families.library_families(lib, n=2), out)
+    assert sorted(p.name for p in out.glob("*.m3u8")) == sorted(["01-mine.m3u8", *(p.name for p in two)])
+    assert {p.name for p in three} - {p.name for p in two}  # one of them was removed
+
+
 def test_playlists_refuse_a_file_for_a_folder(lib, tmp_path):
     (tmp_path / "taken").write_text("")
     with pytest.raises(ParameterError, match="taken is a file; give a folder for the families' playlists$"):
@@ -175,7 +185,8 @@ def test_cli_lists_families_with_examples_and_writes_playlists(lib, tmp_path, ca
     assert lines[1] == "  1  piano  (12 tracks)" and lines[1 + 1 + families.EXAMPLES] == "  2  guitar  (10 tracks)"
     assert all(line.startswith("       artist a") for line in lines[2:2 + families.EXAMPLES])
     assert captured.err == f"wrote 3 playlists to {out}\n"
-    assert sorted(p.name for p in out.iterdir()) == ["01-piano.m3u8", "02-guitar.m3u8", "03-drums.m3u8"]
+    assert sorted(p.name for p in out.iterdir()) == [".soundalike-families", "01-piano.m3u8", "02-guitar.m3u8",
+                                                     "03-drums.m3u8"]
 
 
 def test_cli_json_is_the_same_twice(lib, capsys):

@@ -237,20 +237,31 @@ def _families(library, generation: int, n: int | None) -> Families:
     return group(ids, unit, tags, library.catalogue.tag_names, n)
 
 
+WRITTEN_LIST = ".soundalike-families"  # in a playlists folder: the files the last run wrote there
+
+
 def write_playlists(library, families: Families, out: str | os.PathLike, *, relative: bool = False) -> list[Path]:
     """One extended M3U8 per family in the folder ``out`` (made if need be), its tracks
-    most typical first; the files written, in family order."""
+    most typical first; the files written, in family order. The playlists an earlier
+    grouping wrote there (listed in ``WRITTEN_LIST``) and this one does not are removed,
+    so that a player syncing the folder gets one grouping; no other file is touched."""
     from .playlist_files import write_m3u
 
     folder = Path(out).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ParameterError(f"{folder} is a file; give a folder for the families' playlists")
     folder.mkdir(parents=True, exist_ok=True)
+    listed = folder / WRITTEN_LIST
+    before = set(listed.read_text(encoding="utf-8").splitlines()) if listed.is_file() else set()
     written = []
     for family in families.families:
         path = folder / family.file_name
         write_m3u(entries(library.catalogue.tracks(family.ids.tolist())), path, relative=relative)
         written.append(path)
+    for name in before - {p.name for p in written}:
+        if Path(name).name == name and name.endswith(".m3u8"):  # only playlists of this folder
+            (folder / name).unlink(missing_ok=True)
+    listed.write_text("".join(f"{p.name}\n" for p in written), encoding="utf-8")
     return written
 
 
