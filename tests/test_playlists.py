@@ -300,3 +300,19 @@ def test_playlists_show_tempo_and_key_and_say_when_rules_leave_too_few(keyed, ca
             in capsys.readouterr().err)
     assert main(["similar", "/music/k00.mp3", "-k", "1", *lib]) == 0
     assert "120 BPM  " in capsys.readouterr().out
+
+
+def test_search_lists_the_tracks_of_a_key_or_tempo_without_a_tag(keyed, capsys):
+    lib = ["--library", str(keyed.path)]
+    keyed.close()
+    listed = json.loads(run_ok(capsys, ["search", "--key", "8A", "--json", *lib]))
+    assert sorted(t["title"] for t in listed) == ["k07", "k19"] and all(t["musical"]["camelot"] == "8A" for t in listed)
+    assert "artist7 - k07  120 BPM  8A" in run_ok(capsys, ["search", "--key", "8A", *lib])
+    assert run_ok(capsys, ["search", "--bpm", "150-160", *lib]) == "no tracks match\n"
+    assert main(["search", *lib]) == 2
+    assert "give --tag, or --bpm, --key or --energy to list the tracks that keep them" in capsys.readouterr().err
+
+
+def run_ok(capsys, args) -> str:
+    assert main(args) == 0
+    return capsys.readouterr().out

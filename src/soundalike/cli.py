@@ -465,9 +465,26 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     measures = _measures(args)
+    if args.tag is None and not measures.active:
+        raise ParameterError("give --tag, or --bpm, --key or --energy to list the tracks that keep them")
     with _reading(args) as library:
         allowed = library.allowed(measures=measures)
-        _print_tracks(library, recommend.rank_by_tag(library, args.tag, k=args.k, allowed=allowed), args.json)
+        if args.tag is not None:
+            _print_tracks(library, recommend.rank_by_tag(library, args.tag, k=args.k, allowed=allowed), args.json)
+            return 0
+        measured = library.catalogue.musical(allowed.tolist())
+        tempo = {i: m.bpm for i, m in measured.items()}
+        by_tempo = sorted(library.catalogue.tracks(allowed.tolist()),
+                          key=lambda t: (tempo.get(t.id) is None, tempo.get(t.id) or 0.0, t.label))
+        tracks = by_tempo[: args.k]
+        if args.json:
+            print(json.dumps([{"rank": i, **t.as_dict(), **_musical_field(measured, t)} for i, t in enumerate(tracks, 1)],
+                             ensure_ascii=False))
+            return 0
+        for i, t in enumerate(tracks, 1):
+            print(f"{i:3d}  {t.label}{_measured_text(measured, t)}\n       {t.path}")
+        if not tracks:
+            print("no tracks match")
     return 0
 
 
@@ -875,10 +892,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tags)
 
     p = sub.add_parser("search", parents=[lib, measures],
-                       help="the library's tracks ranked by the predicted probability of a tag")
-    p.add_argument("--tag", required=True,
+                       help="the library's tracks ranked by the predicted probability of a tag, or those of a "
+                            "tempo, key or energy (slowest first)")
+    p.add_argument("--tag",
                    help="a tag the library's model predicts (e.g. rock, piano, female vocalists; "
-                        "'an unknown tag lists them all)")
+                        "an unknown tag lists them all); without it, --bpm, --key or --energy lists the tracks "
+                        "that keep them, slowest first")
     p.add_argument("-k", type=_integer(1), default=20, help="how many tracks (default 20)")
     p.add_argument("--json", action="store_true",
                    help="print JSON: a list of {rank, score (the tag's probability), id, path, artist, title, ...}")
