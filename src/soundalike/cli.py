@@ -508,7 +508,7 @@ def cmd_families(args: argparse.Namespace) -> int:
     for f in found.families:
         print(f"{f.number:3d}  {f.name}  ({f.size} tracks)")
         for t in examples[f.number]:
-            print(f"       {t.label}")
+            print(f"       {t.label}  (id {t.id})")  # titles may repeat: the id tells the files apart
     return 0
 
 
