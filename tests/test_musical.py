@@ -293,6 +293,8 @@ def test_api_filters_and_mixing(measured_library):
         assert client.get("/api/tracks/41").json()["musical"]["bpm"] is None  # never measured
         listed = client.get("/api/tracks", params={"bpm": "124-127", "limit": 100}).json()
         assert sorted(t["id"] for t in listed) == [i + 1 for i, t in enumerate(TRACKS) if 124 <= t[0] <= 127]
+        assert all(124 <= t["musical"]["bpm"] <= 127 for t in listed)  # listed with their measures
+        assert client.get("/api/tracks", params={"q": "Song 41"}).json()[0]["musical"]["bpm"] is None  # never measured
         similar = client.get("/api/tracks/1/similar", params={"key": "3A", "k": 3}).json()
         assert similar and all((m.key, m.mode) == (10, 0)  # Bb minor
                                for m in measures_of(measured_library, [t["id"] for t in similar]).values())

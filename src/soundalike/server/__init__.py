@@ -447,8 +447,11 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
         return path
 
     def with_tags(tracks: list[Track], n: int = 3) -> list[dict]:
-        tags = library.top_tags([t.id for t in tracks], n)
-        return [{**t.as_dict(), "tags": recommend.tag_dicts(tags.get(t.id, []))} for t in tracks]
+        """Tracks as listed: each with its ``n`` likeliest tags and its ``musical`` measures."""
+        ids = [t.id for t in tracks]
+        tags, measured = library.top_tags(ids, n), library.catalogue.musical(ids)
+        return [{**t.as_dict(), "tags": recommend.tag_dicts(tags.get(t.id, [])),
+                 "musical": measured[t.id].as_dict() if t.id in measured else None} for t in tracks]
 
     def explain(seed: Seed, rec: recommend.Recommendation) -> dict:
         """Why a track was recommended: the tags both lean to, and the closest passages."""
