@@ -18,6 +18,7 @@ music at the same paths.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import pickle
@@ -40,11 +41,14 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
     (``workers`` network actors); yields an :class:`Outcome` per file as results arrive."""
     if workers < 1:
         raise ParameterError(f"workers must be >= 1, got {workers}")
+    if excerpt < 0:
+        raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
     if not todo:
         return
     model = load_model(model_name)
     store = storer(catalogue, model_name, model, reanalyze)
-    threads = threads_per_worker(workers)
+    # this machine's cores shared out locally; on a cluster, one core an actor (its nodes' sizes are theirs)
+    threads = threads_per_worker(workers) if address == LOCAL else 1
     with _connected(address, workers * threads):
         import ray.data
 
@@ -55,15 +59,17 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
         files = [{"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
                   "excerpt": excerpt if f.excerpt is None else f.excerpt} for f in todo]
         with warnings.catch_warnings():
-            # Ray Data retries a task whose process died, and restarts a dead actor, forever unless
-            # told otherwise, and only its deprecated remote arguments tell it (so ray < 2.64)
+            # Ray Data retries a task whose process died forever unless told otherwise, and only its
+            # deprecated remote arguments tell it (so ray < 2.64). A network actor that died is
+            # restarted for the next files, but the file it died on is not tried again there.
             warnings.simplefilter("ignore", DeprecationWarning)
             results = (ray.data.from_items(files, override_num_blocks=len(files))
                        .map(_decode, fn_kwargs={"window": model.window, "measure": musical.enabled()}, num_cpus=1,
                             ray_remote_args_fn=lambda: {"max_retries": RETRIES})
                        .map_batches(_Network, fn_constructor_kwargs={"model_name": model_name, "threads": threads},
-                                    batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
-                                    max_restarts=0))
+                                    batch_size=1, num_cpus=threads, max_restarts=-1, max_task_retries=0,
+                                    # one file at a time: a dying actor takes only its own file with it
+                                    compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)))
         states = {f.path: f for f in todo}
         for row in results.iter_rows():
             f = states.pop(row["path"])
@@ -113,6 +119,7 @@ def _decode(row: dict, *, window, measure: bool) -> dict:
         cut = analysis.cut_track(row["path"], window, excerpt=row["excerpt"], duration=meta.duration,
                                  keep_audio=measure)
         measures = musical.measure(list(cut.clips), window.sample_rate, meta.channels or 1) if measure else None
+        cut = dataclasses.replace(cut, clips=())  # measured: the network needs only the windows
         done["record"] = pickle.dumps((meta, cut, measures), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # a bad file must not stop the run: record why instead
         done["reason"] = failure_reason(exc)
