@@ -252,7 +252,14 @@ def test_metadata_round_trip(tmp_path, ext):
     tagged.save()
     meta = audio.read_metadata(path)
     assert (meta.artist, meta.title, meta.album, meta.genre) == ("Añá", "Tone", "Tests", "Ambient")
-    assert meta.duration == pytest.approx(2.0, abs=0.1)
+    assert meta.duration == pytest.approx(2.0, abs=0.1) and meta.channels == 2
+
+
+def test_channels_come_from_the_container_where_mutagen_knows_no_format(tmp_path, monkeypatch):
+    path = synth.write(tmp_path / "tone.ogg", synth.tone(440, 1.5, 44_100, channels=2), 44_100)
+    monkeypatch.setattr(mutagen, "File", lambda *args, **kwargs: None)  # as for a format it does not read
+    meta = audio.read_metadata(path)
+    assert meta.channels == 2 and meta.duration == pytest.approx(1.5, abs=0.1)
 
 
 @pytest.mark.parametrize("ext", ["wav", "flac", "mp3"])

@@ -82,6 +82,8 @@ def test_stereo_loudness_sums_the_channels_powers(tmp_path):
     clips = [tone[i * 3 * sr // 2 : (i + 2) * 3 * sr // 2] for i in range(2)]
     assert musical.measure(clips, sr, channels=2).loudness == pytest.approx(
         musical.measure(clips, sr).loudness + 3.01, abs=0.01)
+    # more channels (5.1): the plain mix, which cannot weigh surrounds nor leave out the LFE as BS.1770 does
+    assert musical.measure(clips, sr, channels=6).loudness == musical.measure(clips, sr).loudness
 
 
 def test_indexing_measures_stereo_files_as_stereo(tmp_path):

@@ -475,9 +475,9 @@ def _first(tags, key: str) -> str | None:
 
 
 def read_metadata(path: str | os.PathLike) -> TrackMetadata:
-    """Artist, title, album, genre (mutagen) and duration in seconds of a file.
+    """Artist, title, album, genre (mutagen), duration in seconds and channels of a file.
 
-    Fields the file does not carry are None; the duration falls back to the
+    Fields the file does not carry are None; the duration and channels fall back to the
     container's when mutagen does not know the format.
 
     Raises
@@ -502,8 +502,11 @@ def read_metadata(path: str | os.PathLike) -> TrackMetadata:
         try:
             if isinstance(source, _SndfileSource):
                 duration = source.handle.frames / source.handle.samplerate
-            elif source.container.duration is not None:
-                duration = source.container.duration / _pyav().time_base
+                channels = channels or source.handle.channels
+            else:
+                if source.container.duration is not None:
+                    duration = source.container.duration / _pyav().time_base
+                channels = channels or source.audio.codec_context.channels or None
         finally:
             source.close()
     return TrackMetadata(

@@ -16,10 +16,12 @@ spread 3 s patches, at 16 kHz), so it costs no decoding of its own:
 * **loudness** (LUFS): EBU R128 / ITU-R BS.1770-4 gated integrated loudness
   (FFmpeg's ``ebur128`` filter) of the clips joined end to end: an estimate from the excerpt, not the
   whole file. None below 400 ms of audio or for silence. The clips are the decoder's mono
-  mix (the mean of the channels), while BS.1770 sums the channels' powers: for a file of
-  two or more channels the mix is measured as dual mono (+3.01 dB), exact when the
-  channels are identical and up to 3 dB low when they are uncorrelated (on 132 stereo game
-  soundtracks, bench/bench_musical.py ``loudness``: median 0.6 dB low, at most 2.6 dB).
+  mix (the mean of the channels), while BS.1770 sums the channels' powers: for a stereo
+  file the mix is measured as dual mono (+3.01 dB), exact when the channels are identical
+  and up to 3 dB low when they are uncorrelated (on 132 stereo game soundtracks,
+  bench/bench_musical.py ``loudness``: median 0.6 dB low, at most 2.6 dB). A file of more
+  channels (5.1) is measured on its plain mix, LFE included: BS.1770 weights its
+  surrounds and leaves out the LFE, which the mix cannot tell apart.
 * **energy** in [0, 1]: how calm (0) or loud and busy (1) the music is, the mean of an
   *activity* part, the onset envelope's mean (spectral flux, dB per frame) mapped from
   ``ENERGY_FLUX_DB``, and a *density* part, the spectral flatness of the mel spectrum
@@ -151,7 +153,7 @@ class ClipKeeper:
 
 def measure(clips: list[np.ndarray], sr: int = SAMPLE_RATE, channels: int = 1) -> Musical:
     """Tempo, key, loudness and energy of mono float32 ``clips`` (each (n,), at ``sr`` Hz),
-    the mix of a file of ``channels`` channels (its loudness is measured as dual mono when 2 or more)."""
+    the mix of a file of ``channels`` channels (a stereo file's loudness is measured as dual mono)."""
     clips = [np.asarray(c, np.float32) for c in clips if len(c) >= CHROMA_FFT]
     if not clips:
         return UNKNOWN
@@ -159,7 +161,7 @@ def measure(clips: list[np.ndarray], sr: int = SAMPLE_RATE, channels: int = 1) -
     envelopes = [spectral_flux(m) for m in mels]
     bpm, bpm_confidence = tempo(envelopes, sr / HOP)
     key, mode, key_confidence = estimate_key(sum(chroma(c, sr) for c in clips))
-    loudness = integrated_loudness(np.concatenate(clips), sr, dual_mono=channels >= 2)
+    loudness = integrated_loudness(np.concatenate(clips), sr, dual_mono=channels == 2)
     flux = float(np.concatenate(envelopes).mean())
     return Musical(bpm, bpm_confidence, key, mode, key_confidence, loudness,
                    energy(loudness, flux, flatness(np.concatenate(mels, axis=1))))
@@ -334,7 +336,8 @@ def _scaled(x: float, ends: tuple[float, float]) -> float:
 
 def energy(loudness: float | None, flux: float, flatness: float | None) -> float | None:
     """The energy in [0, 1] (see the module's docstring) of music of ``loudness`` (LUFS),
-    mean spectral ``flux`` (dB per frame) and spectral ``flatness``; None without a loudness."""
+    mean spectral ``flux`` (dB per frame) and spectral ``flatness``; None without a loudness
+    or a flatness (silence)."""
     if loudness is None or flatness is None:
         return None
     activity = _scaled(flux, ENERGY_FLUX_DB)
