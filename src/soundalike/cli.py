@@ -374,8 +374,9 @@ def cmd_radio(args: argparse.Namespace) -> int:
         why = None if taste.empty else [explain(ids[:i], track=t) for i, t in enumerate(tracks)]
         if len(tracks) < args.length:
             rules = _rules(args)
-            _note(f"only {len(tracks)} of the {args.length} tracks asked for "
-                  + (f"keep {rules}" if rules else "are left to play in the library"))
+            _note(f"only {len(tracks)} of the {args.length} tracks asked for could follow"
+                  + (f" under {rules}" if rules else " (tracks played, their copies, artists heard lately and "
+                     "what the profile never plays are left out)"))
         _emit_playlist(library, tracks, args, why)
     return 0
 
@@ -900,7 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "that keep them, slowest first")
     p.add_argument("-k", type=_integer(1), default=20, help="how many tracks (default 20)")
     p.add_argument("--json", action="store_true",
-                   help="print JSON: a list of {rank, score (the tag's probability), id, path, artist, title, ...}")
+                   help="print JSON: a list of {rank, score (with --tag: its probability), id, path, artist, "
+                        "title, ..., musical}")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("families", parents=[lib], help="group the library into families of tracks that sound alike")

@@ -252,15 +252,15 @@ def write_playlists(library, families: Families, out: str | os.PathLike, *, rela
         raise ParameterError(f"{folder} is a file; give a folder for the families' playlists")
     folder.mkdir(parents=True, exist_ok=True)
     listed = folder / WRITTEN_LIST
-    before = set(listed.read_text(encoding="utf-8").splitlines()) if listed.is_file() else set()
+    before = set(listed.read_text(encoding="utf-8", errors="replace").splitlines()) if listed.is_file() else set()
     written = []
     for family in families.families:
         path = folder / family.file_name
         write_m3u(entries(library.catalogue.tracks(family.ids.tolist())), path, relative=relative)
         written.append(path)
     for name in before - {p.name for p in written}:
-        if Path(name).name == name and name.endswith(".m3u8"):  # only playlists of this folder
-            (folder / name).unlink(missing_ok=True)
+        if Path(name).name == name and name.endswith(".m3u8") and not (folder / name).is_dir():
+            (folder / name).unlink(missing_ok=True)  # only playlists of this folder
     listed.write_text("".join(f"{p.name}\n" for p in written), encoding="utf-8")
     return written
 

@@ -61,7 +61,7 @@ class Seed:
     as a playlist lists it; path : as given; vector : (d,) unit track vector in the
     library's space (:attr:`Library.space`); tags : (n_tags,) mean tag probabilities;
     patches : (P, d) raw patch embeddings; starts : (P,) seconds; measures : its tempo,
-    key and loudness (None where not measured)
+    key, loudness and energy (None where not measured)
     """
 
     entry: Track
@@ -295,7 +295,8 @@ class Library:
 
     def analyse_outside(self, path: str | os.PathLike) -> Seed:
         """Analyse a file that is not in the library (it is not added)."""
-        return self.outside_seed(path, audio.read_metadata(path), analysis.analyze(path, self.model, keep_audio=True))
+        return self.outside_seed(path, audio.read_metadata(path),
+                                 analysis.analyze(path, self.model, keep_audio=musical.enabled()))
 
     def outside_seed(self, path: str | os.PathLike, meta: audio.TrackMetadata, result: analysis.Analysis) -> Seed:
         """A file outside the library, already analysed with the library's model, as a seed
@@ -307,7 +308,7 @@ class Library:
             vector = analysis.aggregate(result.embeddings)
         entry = Track(None, str(Path(path).resolve()), meta.artist, meta.title, meta.album, meta.genre, meta.duration)
         measures = (musical.measure(list(result.clips), self.model.window.sample_rate, meta.channels or 1)
-                    if result.clips else None)
+                    if result.clips and musical.enabled() else None)
         return Seed(entry, str(path), self.space.project(vector), result.tag_probabilities, result.embeddings,
                     result.starts, measures)
 
