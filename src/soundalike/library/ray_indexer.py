@@ -6,8 +6,9 @@ local indexing analyses) and measures its tempo, key and loudness; ``workers`` a
 each loading the model once, run the network. This process stores each result as it
 arrives, one transaction each, as local indexing does (:func:`indexer.storer`): a run
 killed midway loses only the files in flight, and the next run goes on from there.
-A task whose process dies is retried by Ray (``RETRIES`` times); a file whose decoding
-or analysis raises, or whose process keeps dying, is recorded as failed with its reason.
+A decoding task whose process dies is retried by Ray (``RETRIES`` times); a network actor
+that dies is restarted for the next files, without the one it died on. A file whose
+decoding or analysis raises, or whose process dies, is recorded as failed with its reason.
 
 ``ADDRESS``: ``local`` starts a private cluster on this machine, listening on loopback
 only; anything else is handed to ``ray.init`` (``auto``, ``HOST:6379``,
