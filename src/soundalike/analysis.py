@@ -194,20 +194,6 @@ def _excerpt_windows(path: str | os.PathLike, window: WindowSpec, starts: np.nda
     return clips, [np.pad(c[: window.length], (0, window.length - len(c[: window.length]))) for c in clips]
 
 
-def analyze_excerpts(path: str | os.PathLike, model: AudioModel | str = DEFAULT_MODEL, *, n: int,
-                     duration: float, batch_size: int = DEFAULT_BATCH, keep_audio: bool = False) -> Analysis:
-    """Like :func:`analyze` on ``n`` evenly spread patches only, reached by seeking.
-
-    ``duration`` is the track's length in seconds (from its metadata). A track too
-    short for ``n`` separate patches is analysed whole. ``keep_audio``: see :class:`Analysis`.
-    """
-    model = _resolve(model)
-    starts = excerpt_starts(duration, n, model.window)
-    if starts is None:
-        return analyze(path, model, batch_size=batch_size, keep_audio=keep_audio)
-    return _analyse_excerpt(path, model, starts, batch_size=batch_size, keep_audio=keep_audio)
-
-
 def _analyse_excerpt(path: str | os.PathLike, model: AudioModel, starts: np.ndarray, *, batch_size: int,
                      keep_audio: bool) -> Analysis:
     """The analysis of the patches of a file that begin at ``starts`` (seconds)."""
