@@ -151,9 +151,10 @@ class ClipKeeper:
         return [self.kept[i] for i in chosen]
 
 
-def measure(clips: list[np.ndarray], sr: int = SAMPLE_RATE, channels: int = 1) -> Musical:
+def measure(clips: list[np.ndarray], sr: int = SAMPLE_RATE, channels: int | None = None) -> Musical:
     """Tempo, key, loudness and energy of mono float32 ``clips`` (each (n,), at ``sr`` Hz),
-    the mix of a file of ``channels`` channels (a stereo file's loudness is measured as dual mono)."""
+    the mix of a file of ``channels`` channels (a stereo file's loudness is measured as dual
+    mono; None, not known, as mono)."""
     clips = [np.asarray(c, np.float32) for c in clips if len(c) >= CHROMA_FFT]
     if not clips:
         return UNKNOWN

@@ -307,7 +307,7 @@ class Library:
         else:
             vector = analysis.aggregate(result.embeddings)
         entry = Track(None, str(Path(path).resolve()), meta.artist, meta.title, meta.album, meta.genre, meta.duration)
-        measures = (musical.measure(list(result.clips), self.model.window.sample_rate, meta.channels or 1)
+        measures = (musical.measure(list(result.clips), self.model.window.sample_rate, meta.channels)
                     if result.clips and musical.enabled() else None)
         return Seed(entry, str(path), self.space.project(vector), result.tag_probabilities, result.embeddings,
                     result.starts, measures)

@@ -296,7 +296,7 @@ def analyse_source(f: FileState, meta, source, model, excerpt: int) -> TrackReco
     (a path, or a seekable file object): the network's analysis and the musical measures."""
     measure = musical.enabled()
     result = analysis.analyse_track(source, model, excerpt=excerpt, duration=meta.duration, keep_audio=measure)
-    measures = musical.measure(list(result.clips), model.window.sample_rate, meta.channels or 1) if measure else None
+    measures = musical.measure(list(result.clips), model.window.sample_rate, meta.channels) if measure else None
     return track_record(f, meta, result, measures)
 
 
@@ -381,6 +381,14 @@ def storer(catalogue: Catalogue, model_name: str, model, reanalyze: bool):
 CRASHED = "the analysis process crashed on this file"
 
 
+def check_settings(workers: int, excerpt: int) -> None:
+    """ParameterError for a run of fewer than one worker or a negative excerpt."""
+    if workers < 1:
+        raise ParameterError(f"workers must be >= 1, got {workers}")
+    if excerpt < 0:
+        raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
+
+
 def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers: int,
         excerpt: int = DEFAULT_EXCERPT, reanalyze: bool = False) -> Iterator[Outcome]:
     """Analyse ``todo`` and store each result as soon as it arrives, one transaction each.
@@ -393,10 +401,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
     (:meth:`Catalogue.finish_staging`) instead of stored as tracks. A result the library
     no longer accepts (another process switched its model meanwhile) raises LibraryError.
     """
-    if workers < 1:
-        raise ParameterError(f"workers must be >= 1, got {workers}")
-    if excerpt < 0:
-        raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
+    check_settings(workers, excerpt)
     if not todo:
         return
     model = load_model(model_name)

@@ -30,7 +30,8 @@ from .. import analysis, audio, musical
 from ..errors import ParameterError
 from ..models import load_model
 from .catalogue import Catalogue
-from .indexer import CRASHED, FileState, Outcome, failure_reason, storer, threads_per_worker, track_record
+from .indexer import (CRASHED, FileState, Outcome, check_settings, failure_reason, storer, threads_per_worker,
+                      track_record)
 
 RETRIES = 2  # times Ray runs a file's task again after its process died
 LOCAL = "local"
@@ -40,10 +41,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
         excerpt: int, reanalyze: bool = False) -> Iterator[Outcome]:
     """:func:`indexer.run` with decoding and the network on the Ray cluster at ``address``
     (``workers`` network actors); yields an :class:`Outcome` per file as results arrive."""
-    if workers < 1:
-        raise ParameterError(f"workers must be >= 1, got {workers}")
-    if excerpt < 0:
-        raise ParameterError(f"excerpt must be >= 0 patches (0 = whole tracks), got {excerpt}")
+    check_settings(workers, excerpt)
     if not todo:
         return
     model = load_model(model_name)
@@ -119,7 +117,7 @@ def _decode(row: dict, *, window, measure: bool) -> dict:
         meta = audio.read_metadata(row["path"])
         cut = analysis.cut_track(row["path"], window, excerpt=row["excerpt"], duration=meta.duration,
                                  keep_audio=measure)
-        measures = musical.measure(list(cut.clips), window.sample_rate, meta.channels or 1) if measure else None
+        measures = musical.measure(list(cut.clips), window.sample_rate, meta.channels) if measure else None
         cut = dataclasses.replace(cut, clips=())  # measured: the network needs only the windows
         done["record"] = pickle.dumps((meta, cut, measures), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # a bad file must not stop the run: record why instead
