@@ -2,7 +2,7 @@
 
     python bench/bench_indexing.py stages CORPUS_DIR [--tracks 40] [--model msd-mtt-musicnn]
     python bench/bench_indexing.py speed CORPUS_DIR [--runs 3] [--workers 2] [--model M] [--previous REF]
-                                          [--ray-workers 1,2]
+                                          [--ray-workers 1,2] [--devices cuda]
     python bench/bench_indexing.py layers [--runs 30]
 
 ``stages`` runs the default indexing path of ``--tracks`` files of CORPUS_DIR (spread over
@@ -15,8 +15,8 @@ the same files through ``indexer.analyse_file`` in one piece (which must be abou
 
 ``speed`` times ``soundalike index CORPUS_DIR --workers W --model M`` into a fresh library, whole
 process, ``--runs`` times, interleaved with soundalike at git revision ``--previous`` (from
-a temporary worktree) and with ``--ray local --workers N`` for each N of ``--ray-workers``,
-when given; medians, tracks per second.
+a temporary worktree), with ``--ray local --workers N`` for each N of ``--ray-workers`` and
+with ``--device D`` for each D of ``--devices``, when given; medians, tracks per second.
 
 ``layers`` times each layer of MSD-MusiCNN on two patches (the default batch) on one torch
 thread, with its arithmetic (multiply-adds x 2) and the rate it reaches, and, for the two
@@ -131,6 +131,8 @@ def speed(args) -> None:
             runs[f"soundalike {args.previous}"] = (versions.environment(tree), plain)
         for workers in filter(None, args.ray_workers.split(",")):
             runs[f"--ray local --workers {workers}"] = (versions.environment(None), ("--workers", workers, "--ray", "local"))
+        for device in filter(None, args.devices.split(",")):
+            runs[f"--device {device}"] = (versions.environment(None), (*plain, "--device", device))
         times = {name: [] for name in runs}
         for run in range(args.runs):
             for name in list(runs) if run % 2 == 0 else list(reversed(runs)):  # interleaved: the machine is shared
@@ -254,6 +256,7 @@ def main() -> int:
     p.add_argument("--previous", metavar="REF")
     p.add_argument("--model", default="msd-mtt-musicnn")
     p.add_argument("--ray-workers", default="", metavar="N,M", help="also index with --ray local and these --workers")
+    p.add_argument("--devices", default="", metavar="D,E", help="also index with --device D (e.g. cuda)")
     p.set_defaults(func=speed)
     p = sub.add_parser("layers")
     p.add_argument("--runs", type=int, default=30)

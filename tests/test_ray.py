@@ -86,6 +86,11 @@ def test_ray_indexing_resumes_and_reaches_a_cluster_by_address(cluster, music, t
         assert lib.catalogue.count() == 7
 
 
+def test_the_gpu_asked_of_a_cluster_without_one_is_refused(cluster, music, tmp_path, capsys):
+    assert index(music / "a", tmp_path / "g.sqlite", "--ray", "local", "--device", "cuda") == 2
+    assert "--device cuda: the Ray cluster at local has no GPU" in capsys.readouterr().err
+
+
 CRASHER = """
 import os
 import soundalike.library.ray_indexer as ray_indexer

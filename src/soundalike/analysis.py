@@ -105,9 +105,9 @@ def _infer(model: AudioModel, windows: Iterable[np.ndarray], batch_size: int) ->
 
     def run():
         with torch.inference_mode():
-            out = model.features(torch.from_numpy(np.stack(batch)))
-            taggram.append(model.probabilities(out.logits).numpy())
-            embeddings.append(out.embedding.numpy())
+            out = model.features(torch.from_numpy(np.stack(batch)).to(model.device))
+            taggram.append(model.probabilities(out.logits).cpu().numpy())
+            embeddings.append(out.embedding.cpu().numpy())
         batch.clear()
 
     for window in windows:

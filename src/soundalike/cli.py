@@ -26,7 +26,7 @@ from .analysis import DEFAULT_BATCH, analyze_blocks
 from .errors import ParameterError, SoundalikeError
 from .library import Library, events, indexer
 from .library.events import DEFAULT_PROFILE, check_profile
-from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, FORMER_LIBRARY_DEFAULTS, REGISTRY, is_model_path, load_model
+from .models import DEFAULT_LIBRARY_MODEL, DEFAULT_MODEL, FORMER_LIBRARY_DEFAULTS, REGISTRY, is_model_path, load_model, torch_device
 from .playlist_files import Entry, write_m3u, write_xspf
 from .train.config import INITS, MODELS, TrainConfig
 from .units import human_size
@@ -128,6 +128,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.ray and args.subsonic:
         raise ParameterError("--ray indexes files the cluster's nodes can read, not a Subsonic server's songs: "
                              "leave out one of --ray and --subsonic")
+    if not args.ray:  # a cluster's GPUs are its nodes', not this machine's
+        torch_device(args.device)
     path = _library_path(args)
     with _writing(path), Library(path, create=True) as library:
         return _index(args, library)
@@ -179,10 +181,11 @@ def _index(args: argparse.Namespace, library: Library) -> int:
         from .library import ray_indexer
 
         outcomes = ray_indexer.run(catalogue, plan.todo, model_name=model_name, address=args.ray,
-                                   workers=args.workers, excerpt=args.excerpt, reanalyze=reanalyze)
+                                   workers=args.workers, excerpt=args.excerpt, reanalyze=reanalyze,
+                                   device=args.device)
     else:
         outcomes = indexer.run(catalogue, plan.todo, model_name=model_name, workers=args.workers,
-                               excerpt=args.excerpt, reanalyze=reanalyze)
+                               excerpt=args.excerpt, reanalyze=reanalyze, device=args.device)
     with tqdm(total=len(plan.todo), unit="track", desc="re-analysing" if reanalyze else "indexing",
               disable=not plan.todo or None, dynamic_ncols=True) as bar:
         for outcome in outcomes:  # failures are listed once, after the run
@@ -772,6 +775,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode and analyse on a Ray cluster: 'local' (a private one on this machine), 'auto', "
                         "HOST:PORT or ray://HOST:PORT; needs pip install 'soundalike[cluster]', and on every node "
                         "soundalike and the music at the same paths")
+    p.add_argument("--device", default="cpu",
+                   help="where the network runs: cpu (default), cuda, cuda:N or mps; decoding stays on the CPU. "
+                        "With --ray, cuda puts the network's actors on the cluster's GPUs")
     p.add_argument("--excerpt", type=_integer(0), default=indexer.DEFAULT_EXCERPT,
                    help=f"analyse N evenly spread 3 s patches per track; 0 = every patch "
                         f"(default {indexer.DEFAULT_EXCERPT}: as good by our measure, 5x faster)")

@@ -19,7 +19,7 @@ import filelock
 
 from .. import analysis, audio, musical
 from ..errors import ParameterError
-from ..models import load_model
+from ..models import load_model, torch_device
 from .catalogue import Catalogue, LibraryError, ModelDescription, TrackRecord, read_only, writable
 
 # Patches analysed per track: on the soundtracks corpus, 10 spread patches retrieve as
@@ -314,7 +314,7 @@ _MODEL = None
 WORKER_SETUP: dict = {}
 
 
-def _init_worker(model_name: str, threads: int, parent: int, setup: tuple = ()) -> None:
+def _init_worker(model_name: str, threads: int, parent: int, setup: tuple = (), device: str = "cpu") -> None:
     import torch
 
     global _MODEL
@@ -322,7 +322,7 @@ def _init_worker(model_name: str, threads: int, parent: int, setup: tuple = ()) 
     torch.set_num_threads(threads)
     for function, args in setup:
         function(*args)
-    _MODEL = load_model(model_name)
+    _MODEL = load_model(model_name, device)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -390,7 +390,7 @@ def check_settings(workers: int, excerpt: int) -> None:
 
 
 def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers: int,
-        excerpt: int = DEFAULT_EXCERPT, reanalyze: bool = False) -> Iterator[Outcome]:
+        excerpt: int = DEFAULT_EXCERPT, reanalyze: bool = False, device: str = "cpu") -> Iterator[Outcome]:
     """Analyse ``todo`` and store each result as soon as it arrives, one transaction each.
 
     Yields an :class:`Outcome` per file, in completion order. ``workers`` > 1 uses
@@ -400,13 +400,16 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
     have begun: :meth:`Catalogue.begin_staging`) for a switch of the whole library
     (:meth:`Catalogue.finish_staging`) instead of stored as tracks. A result the library
     no longer accepts (another process switched its model meanwhile) raises LibraryError.
+    The network runs on ``device`` ("cuda": every process shares the GPU; decoding stays
+    on the CPU).
     """
     check_settings(workers, excerpt)
     if not todo:
         return
-    model = load_model(model_name)
-    store = storer(catalogue, model_name, model, reanalyze)
+    torch_device(device)  # a missing GPU is said before any process starts
     workers = min(workers, len(todo))  # no process without a file to analyse
+    model = load_model(model_name, device if workers == 1 else "cpu")  # else each worker loads its own
+    store = storer(catalogue, model_name, model, reanalyze)
     if workers == 1:
         global _MODEL
         _MODEL = model
@@ -420,7 +423,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, workers
         # time in a fresh pool: the one that kills it again is recorded as failed.
         pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                       initargs=(model_name, threads_per_worker(workers), os.getpid(),
-                                                tuple(WORKER_SETUP.items())))
+                                                tuple(WORKER_SETUP.items()), device))
         in_flight: dict[cf.Future, tuple[FileState, bool]] = {}
         broken = False
         try:

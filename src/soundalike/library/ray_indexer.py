@@ -38,9 +38,10 @@ LOCAL = "local"
 
 
 def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address: str, workers: int,
-        excerpt: int, reanalyze: bool = False) -> Iterator[Outcome]:
+        excerpt: int, reanalyze: bool = False, device: str = "cpu") -> Iterator[Outcome]:
     """:func:`indexer.run` with decoding and the network on the Ray cluster at ``address``
-    (``workers`` network actors); yields an :class:`Outcome` per file as results arrive."""
+    (``workers`` network actors, on the cluster's GPUs with ``device`` "cuda": they share
+    them out evenly, one GPU an actor at most); yields an :class:`Outcome` per file as results arrive."""
     check_settings(workers, excerpt)
     if not todo:
         return
@@ -51,6 +52,7 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
     with _connected(address, workers * threads):
         import ray.data
 
+        gpus = _gpus_per_actor(device, workers, ray.cluster_resources().get("GPU", 0), address)
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # our own outcomes say which files failed, and why
         context = ray.data.DataContext.get_current()
         context.max_errored_blocks = -1  # a file whose process keeps dying is dropped, then recorded below
@@ -65,8 +67,9 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
             results = (ray.data.from_items(files, override_num_blocks=len(files))
                        .map(_decode, fn_kwargs={"window": model.window, "measure": musical.enabled()}, num_cpus=1,
                             ray_remote_args_fn=lambda: {"max_retries": RETRIES})
-                       .map_batches(_Network, fn_constructor_kwargs={"model_name": model_name, "threads": threads},
-                                    batch_size=1, num_cpus=threads, max_restarts=-1, max_task_retries=0,
+                       .map_batches(_Network, fn_constructor_kwargs={"model_name": model_name, "threads": threads,
+                                                                     "device": device},
+                                    batch_size=1, num_cpus=threads, num_gpus=gpus, max_restarts=-1, max_task_retries=0,
                                     # one file at a time: a dying actor takes only its own file with it
                                     compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1)))
         states = {f.path: f for f in todo}
@@ -75,6 +78,20 @@ def run(catalogue: Catalogue, todo: list[FileState], *, model_name: str, address
             yield store(f, pickle.loads(row["record"]) if row["record"] else None, row["reason"] or None)
         for f in states.values():
             yield store(f, None, CRASHED)
+
+
+def _gpus_per_actor(device: str, workers: int, cluster_gpus: float, address: str) -> float:
+    """The GPU share each of ``workers`` network actors asks Ray for: 0 on the CPU, else
+    the cluster's ``cluster_gpus`` shared out (ParameterError when it has none)."""
+    if device == "cpu":
+        return 0
+    if not device.startswith("cuda"):
+        raise ParameterError(f"--ray runs the network on cpu or cuda, not {device!r}")
+    if ":" in device:
+        raise ParameterError(f"--ray --device {device}: Ray gives each actor its GPU; say --device cuda")
+    if cluster_gpus <= 0:
+        raise ParameterError(f"--device {device}: the Ray cluster at {address} has no GPU")
+    return min(1.0, cluster_gpus / workers)
 
 
 @contextlib.contextmanager
@@ -128,11 +145,11 @@ def _decode(row: dict, *, window, measure: bool) -> dict:
 class _Network:
     """A Ray actor: the model, loaded once, turning decoded files into catalogue records."""
 
-    def __init__(self, model_name: str, threads: int):
+    def __init__(self, model_name: str, threads: int, device: str):
         import torch
 
         torch.set_num_threads(threads)
-        self.model = load_model(model_name)
+        self.model = load_model(model_name, device)
 
     def __call__(self, batch: dict) -> dict:
         records, reasons = [], []

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModelError
+from ..errors import ModelError, ParameterError
 
 if TYPE_CHECKING:
     from .base import AudioModel
@@ -114,9 +114,9 @@ def is_model_path(name: str) -> bool:
     return path.is_file() or (path / MODEL_FILE).is_file()
 
 
-def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
+def load_model(name: str = DEFAULT_MODEL, device: str = "cpu") -> AudioModel:
     """Build a registered model, or a trained one from its file or run directory, in eval
-    mode with its weights loaded.
+    mode with its weights loaded, on ``device`` (checked by :func:`torch_device`).
 
     Raises
     ------
@@ -125,15 +125,42 @@ def load_model(name: str = DEFAULT_MODEL) -> AudioModel:
     """
     spec = REGISTRY.get(name)
     if spec is None:
-        if is_model_path(name):
-            from . import trained
+        if not is_model_path(name):
+            raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}, "
+                             "or a trained model's file or run directory")
+        from . import trained
 
-            return trained.load(name)
-        raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}, "
-                         "or a trained model's file or run directory")
-    model = spec.build()
-    model.name = name
-    return model.eval()
+        model = trained.load(name)
+    else:
+        model = spec.build()
+        model.name = name
+    return model.eval().to(torch_device(device))
+
+
+def torch_device(name: str):
+    """The ``torch.device`` called ``name`` ("cpu", "cuda", "cuda:1", "mps").
+
+    Raises ParameterError when it is not a device name or this machine has no such device.
+    """
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = torch.device("meta")  # refused below, as any other device type soundalike does not run on
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ParameterError(f"device {name!r}: PyTorch sees no CUDA GPU on this machine "
+                                 f"(torch {torch.__version__}, {build})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ParameterError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                 f"numbered from 0")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ParameterError(f"device {name!r}: PyTorch sees no Apple GPU (MPS) on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"unknown device {name!r}: soundalike runs its networks on cpu, cuda, cuda:N or mps")
+    return device
 
 
 # classes that need PyTorch: imported on first use (see the module docstring)

@@ -63,6 +63,15 @@ class AudioModel(nn.Module):
     def block_weights(self) -> tuple[float, ...]:
         return (1.0,) * len(self.embedding_blocks)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (``load_model``'s ``device``); inputs go there."""
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
     def features(self, waveform: torch.Tensor) -> Outputs:
         raise NotImplementedError
 

@@ -33,5 +33,5 @@ class DescriptorModel(AudioModel):
         return torch.from_numpy(np.stack(rows))
 
     def features(self, waveform: torch.Tensor) -> Outputs:
-        embedding = (self.raw(waveform) - self.mean) / self.scale
-        return Outputs(torch.zeros(len(embedding), 0), embedding)
+        embedding = (self.raw(waveform).to(self.mean.device) - self.mean) / self.scale
+        return Outputs(embedding.new_zeros(len(embedding), 0), embedding)
