@@ -28,9 +28,10 @@ def music(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(music, tmp_path_factory):
-    library = tmp_path_factory.mktemp("lib") / "library.sqlite"
-    assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
+def built(music, tmp_path_factory, new_library):
+    """The music indexed, in each backend in turn (a file's path, or a database's URL)."""
+    library = new_library(tmp_path_factory.mktemp("lib"), "library")
+    assert main(["index", str(music), "--library", library, "--workers", "1"]) == 0
     return library
 
 
@@ -58,9 +59,8 @@ def test_index_stores_tracks_with_metadata_and_arrays(built):
         assert {r[0] for r in lib.catalogue.db.execute("SELECT excerpt FROM tracks")} == {0}
 
 
-def test_second_run_is_incremental(music, built, tmp_path, capsys):
-    library = tmp_path / "lib.sqlite"
-    shutil.copy(built, library)
+def test_second_run_is_incremental(music, built, tmp_path, capsys, copy_library):
+    library = copy_library(built, tmp_path, "lib")
     capsys.readouterr()
     assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
     assert "indexed 0, unchanged 7, removed 0, failed 0" in capsys.readouterr().out
@@ -243,9 +243,10 @@ def test_export(built, tmp_path, suffix, capsys):
             assert float(rows[0]["tag:rock"]) == pytest.approx(tags[0, rock], abs=1e-5)
 
 
-def test_stats(built, capsys):
+def test_stats(built, capsys, backend):
     stats = run_json(capsys, "stats", "--library", str(built), "--json")
-    assert stats["tracks"] == 7 and stats["model"] == "msd-mtt-musicnn" and stats["index"] == "exact"
+    assert stats["tracks"] == 7 and stats["model"] == "msd-mtt-musicnn"
+    assert stats["index"] == {"sqlite": "exact", "postgresql": "pgvector"}[backend]
     assert stats["bytes_on_disk"] > 0 and stats["hours"] == pytest.approx(7 * SECONDS / 3600, abs=0.01)
 
 
@@ -259,9 +260,8 @@ def test_library_from_environment(built, monkeypatch, capsys):
     assert run_json(capsys, "stats", "--json")["tracks"] == 7
 
 
-def test_other_model_refused_on_existing_library(built, music, tmp_path, capsys):
-    library = tmp_path / "lib.sqlite"
-    shutil.copy(built, library)
+def test_other_model_refused_on_existing_library(built, music, tmp_path, capsys, copy_library):
+    library = copy_library(built, tmp_path, "lib")
     assert main(["index", str(music), "--library", str(library), "--model", "msd-musicnn"]) == 2
     assert ("was indexed with model 'msd-mtt-musicnn', not 'msd-musicnn'; use --model msd-mtt-musicnn, "
             "another --library, or --reanalyze") in capsys.readouterr().err
@@ -269,9 +269,8 @@ def test_other_model_refused_on_existing_library(built, music, tmp_path, capsys)
 
 # --- the vector index ------------------------------------------------------------------
 
-def test_stale_index_is_brought_up_to_date(built, music, tmp_path):
-    library = tmp_path / "lib.sqlite"
-    shutil.copy(built, library)
+def test_stale_index_is_brought_up_to_date(built, music, tmp_path, copy_library):
+    library = copy_library(built, tmp_path, "lib")
     with Library(library) as lib:
         old_ids = set(lib.refresh_index().ids.tolist())  # saved at the current generation
     # a later run adds a track and removes one (as if killed before saving the index)
@@ -299,11 +298,14 @@ def test_index_build_reports_progress_by_chunk():
     assert added == [20_000, 40_000, 45_000] and len(index) == 45_000
 
 
-def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypatch):
+def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypatch, backend):
     """HNSW cannot delete: removed and re-analysed tracks leave dead labels that
-    searches skip (saved with the index), until too many force a rebuild."""
+    searches skip (saved with the index), until too many force a rebuild (faiss: a
+    SQLite library's index)."""
     from soundalike.library import indexer, vectors
 
+    if backend != "sqlite":
+        pytest.skip("the faiss index of a library file")
     library = tmp_path / "lib.sqlite"
     shutil.copy(built, library)
     monkeypatch.setattr(vectors, "MAX_DEAD_FRACTION", 0.5)
@@ -351,9 +353,10 @@ def test_hnsw_index_follows_changes_without_rebuilding(built, tmp_path, monkeypa
     assert index.index.ntotal == len(index) == len(ids) == 6 and not len(index.dead)
 
 
-def test_corrupt_index_file_is_rebuilt(built, tmp_path):
-    library = tmp_path / "lib.sqlite"
-    shutil.copy(built, library)
+def test_corrupt_index_file_is_rebuilt(built, tmp_path, copy_library, backend):
+    if backend != "sqlite":
+        pytest.skip("the faiss index of a library file")
+    library = copy_library(built, tmp_path, "lib")
     Path(f"{library}.faiss").write_bytes(b"garbage")
     Path(f"{library}.faiss.json").write_text('{"generation": 999}')
     with Library(library) as lib:
@@ -384,9 +387,8 @@ def test_hnsw_recall_and_filters():
 
 # --- crash safety and parallel workers -------------------------------------------------
 
-def test_tfidf_aggregation(built, music, tmp_path, capsys):
-    library = tmp_path / "t.sqlite"
-    shutil.copy(built, library)
+def test_tfidf_aggregation(built, music, tmp_path, capsys, copy_library):
+    library = copy_library(built, tmp_path, "t")
     with Library(library) as lib:
         _, mean_vectors = lib.catalogue.arrays("vector")
     assert main(["index", str(music), "--library", str(library), "--aggregate", "tfidf"]) == 0

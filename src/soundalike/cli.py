@@ -139,7 +139,8 @@ def _library_path(args: argparse.Namespace) -> Path:
     """The library a command names (``--library``, else the default), absolute."""
     from .library import library_path
 
-    return library_path(args.library).resolve()
+    path = library_path(args.library)
+    return path if isinstance(path, str) else path.resolve()  # a PostgreSQL URL as given
 
 
 def _writing(path: Path):
@@ -625,6 +626,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
     from .library import repair
 
     path = _library_path(args)
+    if isinstance(path, str):
+        raise ParameterError("repair mends a SQLite library file; a library in PostgreSQL is kept whole by "
+                             "PostgreSQL itself (its write-ahead log, backups with pg_dump)")
     with _writing(path):
         done = repair.repair(path)
     if done.kept is None:

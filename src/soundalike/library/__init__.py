@@ -17,6 +17,7 @@ from .. import analysis, audio, musical
 from ..analysis import Space
 from ..errors import ParameterError, SoundalikeError
 from ..models import load_model
+from . import postgres
 from .catalogue import Catalogue, LibraryError, ModelDescription, Track, TrackRecord
 from .vectors import EXACT_LIMIT, VectorIndex, open_index
 
@@ -25,17 +26,20 @@ SUBSET_EXACT_LIMIT = 20_000  # filtered searches over fewer tracks than this are
 OTHER_MATCHES_SHOWN = 5  # when words match several tracks: how many besides the one taken are named
 
 
-def default_library_path() -> Path:
+def default_library_path() -> Path | str:
     """``$SOUNDALIKE_LIBRARY``, else ``library.sqlite`` in the user's data directory."""
     if os.environ.get(LIBRARY_ENV):
-        return Path(os.environ[LIBRARY_ENV]).expanduser()
+        return library_path(os.environ[LIBRARY_ENV])
     import platformdirs
 
     return Path(platformdirs.user_data_dir("soundalike")) / "library.sqlite"
 
 
-def library_path(given: str | os.PathLike | None) -> Path:
-    """The library a caller names, else the default (see :func:`default_library_path`)."""
+def library_path(given: str | os.PathLike | None) -> Path | str:
+    """The library a caller names, else the default (see :func:`default_library_path`):
+    a file's path, or a PostgreSQL database's URL (``postgresql://...``) as it is."""
+    if postgres.is_url(given):
+        return given
     return Path(given).expanduser() if given else default_library_path()
 
 
@@ -100,8 +104,8 @@ class Library:
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
                  readonly: bool | None = None, exact_limit: int = EXACT_LIMIT):
-        self.path = library_path(path)
-        self.catalogue = Catalogue(self.path, create=create, readonly=readonly)
+        self.catalogue = Catalogue(library_path(path), create=create, readonly=readonly)
+        self.path = self.catalogue.path  # a PostgreSQL URL without its password
         self.exact_limit = exact_limit
         self._index: VectorIndex | None = None
         self._model: tuple[str, object] | None = None  # (name, loaded model)
@@ -132,7 +136,8 @@ class Library:
 
         ``progress(n_added)`` is called while the index is being rebuilt, if it is.
         """
-        self._index = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress, recentre=recentre)
+        opener = postgres.open_index if postgres.is_url(self.path) else open_index
+        self._index = opener(self.catalogue, exact_limit=self.exact_limit, progress=progress, recentre=recentre)
         return self._index
 
     @property
@@ -217,7 +222,7 @@ class Library:
     def nearest(self, vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores and ids of the ``k`` nearest tracks to a unit ``vector`` of
         :attr:`space` (restricted to ``allowed``)."""
-        if allowed is not None and len(allowed) <= SUBSET_EXACT_LIMIT and self.index.kind != "exact":
+        if allowed is not None and len(allowed) <= SUBSET_EXACT_LIMIT and self.index.kind == "hnsw":
             ids, vectors = self.catalogue.arrays("vector", allowed)
             if not len(ids):
                 return np.zeros(0, np.float32), np.zeros(0, np.int64)

@@ -37,6 +37,7 @@ import numpy as np
 from ..audio import TrackMetadata
 from ..errors import ParameterError, SoundalikeError
 from ..musical import UNKNOWN, Musical
+from . import postgres
 from .events import SCHEMA as EVENTS_SCHEMA
 
 MAX_TRACK_ID = 2**63 - 1  # SQLite's largest integer: track ids lie in 0..MAX_TRACK_ID
@@ -98,6 +99,9 @@ UPSERT_TRACK = (f"INSERT INTO tracks ({RECORD_COLUMNS}, added_at, generation) {{
                 " tags=excluded.tags, patches=excluded.patches, starts=excluded.starts,"
                 + "".join(f" {c}=excluded.{c}," for c in MUSICAL_COLUMNS) +
                 " generation=excluded.generation")  # a re-analysed track keeps the time it was added
+# a failure recorded again replaces the one before (SQL both SQLite and PostgreSQL run)
+REPLACE_FAILURE = ("ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                   "reason = excluded.reason, at = excluded.at")
 # what describes the model of a library (meta keys), and of a re-analysis in progress ("staged_" + key)
 MODEL_KEYS = ("model", "tags", "dim", "blocks", "block_weights")
 
@@ -154,6 +158,7 @@ class _Connection(sqlite3.Connection):
     """A connection to the library file ``path`` whose statements run on :class:`_Cursor`."""
 
     path: Path
+    ALL_ROWS = -1  # a LIMIT of every row
 
     def cursor(self, factory=_Cursor):
         return super().cursor(factory)
@@ -176,6 +181,8 @@ def read_only(path: Path, cause: str = "the file or its folder cannot be written
 
 def table_exists(db: sqlite3.Connection, name: str) -> bool:
     """Whether the library file has this table (an older library may lack a newer one)."""
+    if not isinstance(db, sqlite3.Connection):
+        return db.table_exists(name)
     return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
@@ -267,7 +274,10 @@ TRACK_COLUMNS = "id, path, artist, title, album, genre, duration"
 
 
 class Catalogue:
-    """SQLite storage of tracks; one writer at a time, any number of readers.
+    """SQLite storage of tracks; one writer at a time, any number of readers. Given a
+    ``postgresql://`` URL instead of a path, the same in PostgreSQL (:mod:`.postgres`):
+    ``path`` is then the URL as shown (no password), ``files`` where files derived from
+    the library are kept (for a file, the file itself: they lie beside it).
 
     ``create``: the writer (``soundalike index``): makes the file if missing, and refuses
     one that cannot be written or is damaged. ``readonly``: never write the file; None
@@ -276,7 +286,11 @@ class Catalogue:
     """
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, readonly: bool | None = None):
-        self.path = Path(path)
+        if postgres.is_url(path):
+            self.path, self.files, self.db = postgres.open_database(str(path))
+            self.readonly, self.measures = False, True
+            return
+        self.path = self.files = Path(path)
         if not create and not self.path.exists():
             raise LibraryError(f"{self.path}: no library here; run 'soundalike index DIR' first")
         if create and readonly:
@@ -316,7 +330,8 @@ class Catalogue:
         if not self.readonly:
             self.db.execute(MUSICAL_INDEX)
         if not self.readonly and self.identity is None:  # made with the file, or by the first writer since 0.2
-            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('library_id', ?)", (uuid.uuid4().hex,))
+            self.db.execute("INSERT INTO meta (key, value) VALUES ('library_id', ?) ON CONFLICT(key) DO NOTHING",
+                            (uuid.uuid4().hex,))
 
     def _refuse_damage(self) -> None:
         """LibraryError if the file is damaged: writing into it could spread the damage.
@@ -366,7 +381,8 @@ class Catalogue:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, value))
 
     @property
     def generation(self) -> int:
@@ -381,7 +397,7 @@ class Catalogue:
     def _bump(self) -> int:
         """Advance the generation (inside a transaction); returns the new one."""
         row = self.db.execute("INSERT INTO meta (key, value) VALUES ('generation', '1') "
-                              "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 "
+                              "ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT) "
                               "RETURNING value").fetchone()
         return int(row[0])
 
@@ -494,7 +510,7 @@ class Catalogue:
         with self._transaction():
             self._check_model(model)
             removed = self.db.execute("DELETE FROM tracks WHERE path = ? RETURNING vector", (path,)).fetchall()
-            self.db.execute("INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason, at) VALUES (?,?,?,?,?)",
+            self.db.execute(f"INSERT INTO failures (path, size, mtime_ns, reason, at) VALUES (?,?,?,?,?) {REPLACE_FAILURE}",
                             (path, size, mtime_ns, reason, time.time()))
             if removed:
                 self._shift_sum(removed=[r[0] for r in removed])
@@ -547,13 +563,15 @@ class Catalogue:
         unless a re-analysis with ``model`` is in progress."""
         with self._transaction():
             self._check_model(model, "staged_")
-            self.db.execute(f"INSERT OR REPLACE INTO staged ({RECORD_COLUMNS}, model) "
+            self.db.execute("DELETE FROM staged WHERE path = ?", (record.path,))
+            self.db.execute(f"INSERT INTO staged ({RECORD_COLUMNS}, model) "
                             f"VALUES ({RECORD_MARKS}, ?)", (*_record_values(record), model))
 
     def stage_failure(self, path: str, size: int, mtime_ns: int, reason: str, model: str) -> None:
         with self._transaction():
             self._check_model(model, "staged_")
-            self.db.execute("INSERT OR REPLACE INTO staged (path, model, size, mtime_ns, reason) VALUES (?,?,?,?,?)",
+            self.db.execute("DELETE FROM staged WHERE path = ?", (path,))
+            self.db.execute("INSERT INTO staged (path, model, size, mtime_ns, reason) VALUES (?,?,?,?,?)",
                             (path, model, size, mtime_ns, reason))
 
     def staged_states(self) -> dict[str, tuple[int, int]]:
@@ -585,8 +603,9 @@ class Catalogue:
             generation = self._bump()
             done = "FROM staged WHERE model = ? AND reason IS"
             failed = self.db.execute(f"SELECT path, reason {done} NOT NULL ORDER BY path", (model.name,)).fetchall()
-            self.db.execute("INSERT OR REPLACE INTO failures (path, size, mtime_ns, reason, at) "
-                            f"SELECT path, size, mtime_ns, reason, ? {done} NOT NULL", (time.time(), model.name))
+            self.db.execute("INSERT INTO failures (path, size, mtime_ns, reason, at) "
+                            f"SELECT path, size, mtime_ns, reason, ? {done} NOT NULL {REPLACE_FAILURE}",
+                            (time.time(), model.name))
             self.db.execute(f"DELETE FROM tracks WHERE path IN (SELECT path {done} NOT NULL)", (model.name,))
             self.db.execute(UPSERT_TRACK.format(source=f"SELECT {RECORD_COLUMNS}, ?, ? {done} NULL"),
                             (time.time(), generation, model.name))
@@ -706,8 +725,12 @@ class Catalogue:
         exact = "(lower(title) = lower(?) OR lower(artist || ' - ' || title) = lower(?))"
         rows = self.db.execute(f"SELECT {TRACK_COLUMNS} FROM tracks WHERE {where} AND {named} "
                                f"ORDER BY {exact} DESC, artist, title, path LIMIT ? OFFSET ?",
-                               (*params, *names, text.strip(), text.strip(), limit, offset)).fetchall()
+                               (*params, *names, text.strip(), text.strip(), self._limit(limit), offset)).fetchall()
         return [Track(*row) for row in rows]
+
+    def _limit(self, limit: int) -> int | None:
+        """``limit`` as SQL's LIMIT takes it (-1: every row, which each engine says its way)."""
+        return limit if limit >= 0 else self.db.ALL_ROWS
 
     def count_text(self, text: str) -> int:
         """How many tracks :meth:`search_text` finds, without a limit."""
@@ -744,7 +767,9 @@ class Catalogue:
 
     def size_on_disk(self) -> int:
         """Bytes of the library's files: the catalogue, its journal and its vector index
-        (not a damaged file kept beside it by ``soundalike repair``)."""
+        (not a damaged file kept beside it by ``soundalike repair``); in PostgreSQL, its tables."""
+        if not isinstance(self.db, _Connection):
+            return postgres.size_on_disk(self.db)
         files = (Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", ".faiss", ".faiss.json"))
         return sum(p.stat().st_size for p in files if p.is_file())
 
@@ -759,7 +784,7 @@ class Catalogue:
                                "coalesce(artist, '') COLLATE NOCASE, coalesce(album, '') = '', "
                                "coalesce(album, '') COLLATE NOCASE, path "
                                "LIMIT ? OFFSET ?",
-                               (*params, limit, offset)).fetchall()
+                               (*params, self._limit(limit), offset)).fetchall()
         return [Track(*row) for row in rows]
 
     def artists(self, text: str = "", *, offset: int = 0, limit: int = 100) -> list[dict]:
@@ -768,8 +793,8 @@ class Catalogue:
         artist are grouped under "", last."""
         rows = self.db.execute(
             "SELECT coalesce(artist, '') AS artist_name, COUNT(*), COUNT(DISTINCT nullif(album, '')), MIN(id) "
-            "FROM tracks WHERE artist_name LIKE ? ESCAPE '\\' GROUP BY artist_name "
-            "ORDER BY artist_name = '', artist_name COLLATE NOCASE, artist_name "
+            "FROM tracks WHERE coalesce(artist, '') LIKE ? ESCAPE '\\' GROUP BY artist_name "
+            "ORDER BY coalesce(artist, '') = '', coalesce(artist, '') COLLATE NOCASE, artist_name "
             "LIMIT ? OFFSET ?", (_like(text), limit, offset)).fetchall()
         return [{"artist": a, "tracks": n, "albums": albums, "cover": cover} for a, n, albums, cover in rows]
 
@@ -783,9 +808,9 @@ class Catalogue:
         rows = self.db.execute(
             "SELECT coalesce(album, '') AS album_name, coalesce(artist, '') AS artist_name, COUNT(*), "
             "coalesce(SUM(duration), 0), MIN(id) FROM tracks "
-            f"WHERE {where} AND (album_name LIKE ? ESCAPE '\\' OR artist_name LIKE ? ESCAPE '\\') "
-            "GROUP BY artist_name, album_name ORDER BY artist_name = '', artist_name COLLATE NOCASE, artist_name, "
-            "album_name = '', album_name COLLATE NOCASE, album_name LIMIT ? OFFSET ?",
+            f"WHERE {where} AND (coalesce(album, '') LIKE ? ESCAPE '\\' OR coalesce(artist, '') LIKE ? ESCAPE '\\') "
+            "GROUP BY artist_name, album_name ORDER BY coalesce(artist, '') = '', coalesce(artist, '') COLLATE NOCASE, "
+            "artist_name, coalesce(album, '') = '', coalesce(album, '') COLLATE NOCASE, album_name LIMIT ? OFFSET ?",
             (*params, _like(text), _like(text), limit, offset)).fetchall()
         return [{"album": album, "artist": name, "tracks": n, "duration": seconds, "cover": cover}
                 for album, name, n, seconds, cover in rows]
@@ -804,7 +829,7 @@ def _words_filter(text: str) -> tuple[str, list[str]]:
         raise ParameterError(f"a search of {len(words)} different words is too long: give at most "
                              f"{MAX_QUERY_WORDS}")
     if not words:
-        return "0", []
+        return "1 = 0", []
     return " AND ".join(f"{_SEARCHED} LIKE ? ESCAPE '\\'" for _ in words), [_like(w) for w in words]
 
 
@@ -829,11 +854,11 @@ def _like(text: str) -> str:
 
 
 def _exact(columns: dict[str, str | None]) -> tuple[str, list[str]]:
-    """A WHERE condition (``1`` when none is given) and its parameters keeping rows whose
+    """A WHERE condition (``1 = 1`` when none is given) and its parameters keeping rows whose
     columns equal the given values (None: any; "": none, NULL or empty)."""
     given = {column: value for column, value in columns.items() if value is not None}
     tests = [f"{column} = ?" if value else f"({column} IS NULL OR {column} = ?)" for column, value in given.items()]
-    return " AND ".join(tests) or "1", list(given.values())
+    return " AND ".join(tests) or "1 = 1", list(given.values())
 
 
 def _blob(array: np.ndarray, dtype) -> bytes:

@@ -118,10 +118,11 @@ def disliked(catalogue, profile: str = DEFAULT_PROFILE) -> set[int]:
     dislike, however long ago (a like after a dislike takes it back)."""
     if not _has_events(catalogue):
         return set()
-    rows = catalogue.db.execute(  # SQLite: the bare column e.kind is taken from the row of MAX(e.at)
-        "SELECT t.id, e.kind, MAX(e.at) FROM events e JOIN tracks t ON t.path = e.path "
-        "WHERE e.profile = ? AND e.kind IN ('like', 'dislike') GROUP BY e.path", (profile,))
-    return {track_id for track_id, kind, _ in rows if kind == "dislike"}
+    rows = catalogue.db.execute(  # each track's latest like or dislike
+        "SELECT id, kind FROM (SELECT t.id, e.kind, ROW_NUMBER() OVER (PARTITION BY e.path ORDER BY e.at DESC, e.id DESC) "
+        "AS latest FROM events e JOIN tracks t ON t.path = e.path WHERE e.profile = ? AND e.kind IN ('like', 'dislike')) "
+        "AS judged WHERE latest = 1", (profile,))
+    return {track_id for track_id, kind in rows if kind == "dislike"}
 
 
 def _has_events(catalogue) -> bool:

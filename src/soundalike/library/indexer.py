@@ -20,6 +20,7 @@ import filelock
 from .. import analysis, audio, musical
 from ..errors import ParameterError
 from ..models import load_model, torch_device
+from . import postgres
 from .catalogue import Catalogue, LibraryError, ModelDescription, TrackRecord, read_only, writable
 
 # Patches analysed per track: on the soundtracks corpus, 10 spread patches retrieve as
@@ -251,7 +252,11 @@ def needs_prune(removed: int, tracks: int) -> bool:
 @contextlib.contextmanager
 def exclusive(library_path: str | os.PathLike, on_wait=lambda: None) -> Iterator[None]:
     """Hold the library's writer lock (``LIB.lock`` beside it) for one index or repair
-    run; a second run calls ``on_wait`` and waits. The lock dies with its process."""
+    run; a second run calls ``on_wait`` and waits. The lock dies with its process. A
+    library in PostgreSQL takes several runs at once (each track its own transaction)."""
+    if postgres.is_url(library_path):
+        yield
+        return
     library_path = Path(library_path)
     lock = filelock.FileLock(f"{library_path}.lock")
     try:

@@ -207,7 +207,7 @@ def open_patch_index(catalogue: Catalogue, *, exact_limit: int = EXACT_PATCHES) 
         wanted = _state(catalogue)
         space = patch_space(catalogue)
         count = patch_count(catalogue)
-        loaded = PatchIndex.load(catalogue.path, wanted["library"]) if wanted["library"] else None
+        loaded = PatchIndex.load(catalogue.files, wanted["library"]) if wanted["library"] else None
         if loaded is not None:
             index, saved = loaded
             same_model = same_analysis(saved, wanted, index.space, space) \

@@ -408,7 +408,7 @@ def create_app(library_path: str | os.PathLike | None, *, token: str | None = No
     faiss.omp_set_num_threads(1)
     slots = threading.BoundedSemaphore(max_analyses)  # uploads being analysed
     sessions = Sessions(token) if token else None
-    transcodes = media.AudioCache(library.path)
+    transcodes = media.AudioCache(library.catalogue.files)
     # /docs with Swagger UI's assets served from here (no CDN), as fastapi-offline documents
     app = FastAPIOffline(title="soundalike", version="1", description=__doc__, responses=errors(401, 422, 503),
                          swagger_ui_parameters={"validatorUrl": None})
