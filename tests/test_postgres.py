@@ -113,3 +113,53 @@ def test_a_reader_never_holds_up_a_writer(database, tmp_path):
         assert reader.count() == before == 1  # the reader's snapshot
     assert reader.count() == 0
     reader.close(), writer.close()
+
+
+def test_serve_answers_from_several_processes(database, tmp_path, capsys):
+    """serve --workers 2 on a library in PostgreSQL: two worker processes on one port,
+    concurrent requests all answered alike."""
+    import concurrent.futures as cf
+    import time
+
+    import httpx2 as httpx
+    import psutil
+
+    from soundalike.cli import main
+    from subsonic_server import free_port
+
+    for song in SONGS[:4]:
+        write_song(tmp_path / "music", *song)
+    assert main(["index", str(tmp_path / "music"), "--library", database, "--workers", "1"]) == 0
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "soundalike.cli", "serve", "--library", database, "--workers", "2",
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                tracks = httpx.get(f"{base}/api/tracks", timeout=5).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.5)
+        workers = [p for p in psutil.Process(server.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2  # uvicorn's worker processes
+        first = tracks[0]["id"]
+        url = f"{base}/api/tracks/{first}/similar"
+        with cf.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: httpx.get(url, params={"k": 3}, timeout=30), range(32)))
+        assert {a.status_code for a in answers} == {200}
+        assert len({a.text for a in answers}) == 1 and len(answers[0].json()) == 3
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_serve_in_processes_needs_postgresql(tmp_path, capsys):
+    from soundalike.cli import main
+    from subsonic_server import free_port
+
+    assert main(["serve", "--library", str(tmp_path / "l.sqlite"), "--workers", "2", "--port", str(free_port())]) == 2
+    assert "serve --workers N needs a library in PostgreSQL" in capsys.readouterr().err

@@ -604,15 +604,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_bind(args.host, args.token)
     _check_port_free(args.host, args.port)
     limits = {"max_analyses": args.max_analyses} if args.max_analyses else {}
-    app = create_app(args.library, token=args.token, max_upload=args.max_upload_mb * 1024 * 1024, map_at_start=True,
-                     **limits)
+    settings = {"library_path": args.library, "token": args.token, "max_upload": args.max_upload_mb * 1024 * 1024,
+                **limits}
+    log_level = "info" if args.verbose else "warning"
+    if args.workers > 1:
+        return _serve_in_processes(args, settings, log_level)
+    app = create_app(**settings, map_at_start=True)
     if args.subsonic_upstream:
         from .subsonic.commands import wrap_app
 
         app = wrap_app(app, args.subsonic_upstream)
     where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=log_level)
+    return 0
+
+
+def _serve_in_processes(args: argparse.Namespace, settings: dict, log_level: str) -> int:
+    """``serve --workers N``: N processes (uvicorn's), each with its app and connections,
+    answering on one port; a library in PostgreSQL only, where processes share no file."""
+    import uvicorn
+
+    from .library import Library
+    from .server import SETTINGS_ENV
+
+    path = _library_path(args)
+    if not isinstance(path, str):
+        raise ParameterError("serve --workers N needs a library in PostgreSQL (--library postgresql://...); a SQLite "
+                             "library is served by one process, whose requests already run in parallel threads")
+    with Library(path) as library:  # opened once here: a bad URL or an empty library is said before any process starts
+        shown = library.path
+        library.refresh_index()  # built once, not by every worker at its first request
+    os.environ[SETTINGS_ENV] = json.dumps({**settings, "library_path": path,
+                                           "subsonic_upstream": args.subsonic_upstream})
+    where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
+    print(f"soundalike: serving {shown} at {where} with {args.workers} processes (API docs: /docs)", file=sys.stderr)
+    uvicorn.run("soundalike.server:app_from_environment", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level=log_level)
     return 0
 
 
@@ -976,6 +1004,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=_integer(1), default=100, help="upload size limit (default %(default)s MB)")
     p.add_argument("--subsonic-upstream", metavar="URL",
                    help="answer Subsonic apps at /rest: every call passed to this server, sonic similarity added")
+    p.add_argument("--workers", type=_integer(1), default=1,
+                   help="worker processes answering on the port (a library in PostgreSQL only; default 1: one "
+                        "process, requests in threads); --max-analyses is per process")
     p.set_defaults(func=cmd_serve)
 
     subsonic = sub.add_parser("subsonic", help="link the library to a Subsonic server (Navidrome, gonic...)"

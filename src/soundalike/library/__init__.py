@@ -104,8 +104,9 @@ class Library:
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = False,
                  readonly: bool | None = None, exact_limit: int = EXACT_LIMIT):
-        self.catalogue = Catalogue(library_path(path), create=create, readonly=readonly)
-        self.path = self.catalogue.path  # a PostgreSQL URL without its password
+        self.location = library_path(path)  # what opens it again (another connection)
+        self.catalogue = Catalogue(self.location, create=create, readonly=readonly)
+        self.path = self.catalogue.path  # what names it to people (a PostgreSQL URL without its password)
         self.exact_limit = exact_limit
         self._index: VectorIndex | None = None
         self._model: tuple[str, object] | None = None  # (name, loaded model)
@@ -138,6 +139,8 @@ class Library:
         """
         opener = postgres.open_index if postgres.is_url(self.path) else open_index
         self._index = opener(self.catalogue, exact_limit=self.exact_limit, progress=progress, recentre=recentre)
+        if postgres.is_url(self.path):  # searched on the connection of whoever searches (a server's request: its own)
+            self._index.connection = lambda: self.catalogue.db
         return self._index
 
     @property

@@ -203,19 +203,21 @@ STATE_KEY = "pgvector_state"  # meta: what track_vectors reflects (generation, m
 
 class PgVectorIndex:
     """The library's track vectors in ``track_vectors`` (see the module): the interface of
-    :class:`.vectors.VectorIndex` (``search``, ``space``, ``generation``, ``ids``, ``len``)."""
+    :class:`.vectors.VectorIndex` (``search``, ``space``, ``generation``, ``ids``, ``len``).
+    ``connection()`` gives the connection to search on (a server's request: its own)."""
 
     kind = "pgvector"
 
     def __init__(self, db: Connection, space: Space, generation: int, count: int):
-        self.db, self.space, self.generation, self.count = db, space, generation, count
+        self.space, self.generation, self.count = space, generation, count
+        self.connection = lambda: db
 
     def __len__(self) -> int:
         return self.count
 
     @property
     def ids(self) -> np.ndarray:
-        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM track_vectors")), np.int64)
+        return np.fromiter((r[0] for r in self.connection().execute("SELECT id FROM track_vectors")), np.int64)
 
     def plan(self, allowed: np.ndarray | None) -> str:
         """How a search keeping ``allowed`` runs: "hnsw", "exact" (a selective filter) or
@@ -235,21 +237,24 @@ class PgVectorIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         q = _halfvec(query)
         plan = self.plan(allowed)
-        with self.db.conn.transaction():  # SET LOCAL lasts for it
+        conn = self.connection().conn
+        with conn.transaction():  # SET LOCAL lasts for it
             if plan == "exact":
-                rows = self.db.conn.execute(
+                rows = conn.execute(
                     "WITH kept AS MATERIALIZED (SELECT id, embedding FROM track_vectors WHERE id = ANY(%s)) "
                     "SELECT id, (embedding <#> %s::halfvec) AS d FROM kept ORDER BY d LIMIT %s",
                     (allowed.tolist(), q, k)).fetchall()
             else:
                 ef = max(HNSW_EF_SEARCH, k)
-                self.db.conn.execute(f"SET LOCAL hnsw.ef_search = {int(min(ef, 1000))}")
+                conn.execute(f"SET LOCAL hnsw.ef_search = {int(min(ef, 1000))}")
                 condition, params = "", (q, q, k)
                 if plan == "iterative":
-                    self.db.conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                    self.db.conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
+                    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                    conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
                     condition, params = "WHERE id = ANY(%s)", (q, allowed.tolist(), q, k)
-                rows = self.db.conn.execute(
+                else:
+                    conn.execute("SET LOCAL hnsw.iterative_scan = off")
+                rows = conn.execute(
                     f"SELECT id, (embedding <#> %s::halfvec) AS d FROM track_vectors {condition} "
                     "ORDER BY embedding <#> %s::halfvec LIMIT %s", params).fetchall()
         ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))

@@ -321,7 +321,7 @@ class ServedLibrary(Library):
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Catalogue]:
         """A pooled connection, as this thread's :attr:`catalogue` until the block ends."""
-        catalogue = self._idle.pop() if self._idle else Catalogue(self.path, create=False)
+        catalogue = self._idle.pop() if self._idle else Catalogue(self.location, create=False)
         self._local.catalogue = catalogue
         try:
             yield catalogue
@@ -394,6 +394,25 @@ def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a token."""
     if host not in LOOPBACK and not token:
         raise ParameterError(f"binding {host} exposes your library to the network; give --token to do so")
+
+
+SETTINGS_ENV = "SOUNDALIKE_SERVE_SETTINGS"  # serve --workers: the settings each worker process makes its app from
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``serve --workers N``: :func:`create_app` with the
+    arguments its parent left in ``SETTINGS_ENV`` (JSON; ``subsonic_upstream``: see
+    :func:`soundalike.subsonic.commands.wrap_app`)."""
+    import json
+
+    settings = json.loads(os.environ[SETTINGS_ENV])
+    upstream = settings.pop("subsonic_upstream", None)
+    app = create_app(**settings)
+    if upstream:
+        from ..subsonic.commands import wrap_app
+
+        app = wrap_app(app, upstream)
+    return app
 
 
 def create_app(library_path: str | os.PathLike | None, *, token: str | None = None,
