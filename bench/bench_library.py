@@ -149,6 +149,14 @@ def cmd_duplicates(args) -> None:
     print(f"nearest distinct track: cosine max {max(distinct_cos):.5f}, median {np.median(distinct_cos):.5f}")
 
 
+def real_patches(library: str) -> np.ndarray:
+    """Every patch embedding of ``library`` (n, d): the shape ``clustered`` imitates."""
+    from soundalike.library import Library
+
+    with Library(library) as lib:
+        return np.concatenate([p for _, p in lib.catalogue.iter_patches()])
+
+
 def clustered(n: int, like: np.ndarray | None = None, d: int = 200, clusters: int = 1000,
               seed: int = 0) -> np.ndarray:
     """Vectors around ``clusters`` centres (albums, genres).
@@ -181,12 +189,7 @@ def cmd_query(args) -> None:
     from soundalike.library import vectors as vi
 
     faiss.omp_set_num_threads(1)
-    like = None
-    if args.like:
-        from soundalike.library import Library
-
-        with Library(args.like) as lib:
-            like = np.concatenate([p for _, p in lib.catalogue.iter_patches()])
+    like = real_patches(args.like) if args.like else None
     rows = []
     default_ef = vi.HNSW_EF_SEARCH
     for n in [int(s) for s in args.sizes.split(",")]:

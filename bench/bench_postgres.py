@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_library import clustered  # noqa: E402
+from bench_library import clustered, real_patches  # noqa: E402
 
 SHARES = (None, 0.01, 0.10, 0.50)
 TAGS, PATCHES = 92, 10
@@ -132,10 +132,7 @@ def scale(args) -> None:
     from soundalike.library import Library
 
     faiss.omp_set_num_threads(1)
-    like = None
-    if args.like:
-        with Library(args.like) as lib:
-            like = np.concatenate([p for _, p in lib.catalogue.iter_patches()])
+    like = real_patches(args.like) if args.like else None
     vectors = clustered(args.tracks, like, d=400)
     queries_raw = clustered(args.queries, like, seed=1, d=400)
     results = {}
