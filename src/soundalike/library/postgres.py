@@ -24,7 +24,9 @@ as unfiltered ones (recall measured in ``bench/bench_postgres.py``).
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +97,6 @@ def open_database(url: str) -> tuple[str, Path, "Connection"]:
         raise LibraryError(f"{shown(url)}: cannot open the library in PostgreSQL ({str(exc).strip()})") from None
     db = Connection(conn, shown(url))
     migrate(db)
-    import uuid
-
     db.execute("INSERT INTO meta (key, value) VALUES ('library_id', ?) ON CONFLICT(key) DO NOTHING", (uuid.uuid4().hex,))
     db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO NOTHING",
                (str(MIGRATIONS[-1][0]),))
@@ -272,7 +272,7 @@ def open_index(catalogue, *, exact_limit: int, progress=None, recentre: bool = F
     while the library's mean moved less than ``CENTRE_TOLERANCE``; else rebuilt around
     the mean (and, with ``recentre``, a library of at most ``exact_limit`` tracks whose
     centre is not the mean now)."""
-    from .vectors import CENTRE_TOLERANCE, _state, centre_drift, library_space, same_analysis
+    from .vectors import CENTRE_TOLERANCE, _state, centre_drift, library_space, same_analysis, spread
 
     db = catalogue.db
     db.execute("SELECT pg_advisory_lock(?)", (VECTOR_LOCK,))
@@ -296,8 +296,6 @@ def open_index(catalogue, *, exact_limit: int, progress=None, recentre: bool = F
                     return PgVectorIndex(db, saved_space, wanted["generation"], count)
             ids, vectors = catalogue.arrays("vector")
             _rebuild(db, ids, vectors, space, progress)
-            from .vectors import spread
-
             _save_state(catalogue, {**wanted, "blocks": list(space.blocks), "weights": list(space.weights),
                                     "centre": None if space.centre is None else space.centre.tolist(),
                                     "spread": spread(vectors, space)})
@@ -307,15 +305,11 @@ def open_index(catalogue, *, exact_limit: int, progress=None, recentre: bool = F
 
 
 def _saved_state(catalogue) -> dict | None:
-    import json
-
     stored = catalogue.get_meta(STATE_KEY)
     return json.loads(stored) if stored else None
 
 
 def _save_state(catalogue, state: dict) -> None:
-    import json
-
     catalogue.set_meta(STATE_KEY, json.dumps(state))
 
 
