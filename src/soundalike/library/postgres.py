@@ -16,10 +16,11 @@ Track search runs in the database (:class:`PgVectorIndex`): the library's unit v
 in its space (centred on its mean, as the faiss index is), in ``track_vectors`` as
 ``halfvec`` under pgvector's HNSW index, kept in step with the catalogue by whoever
 opens it (under the write lock, so one process does it), rebuilt around a new centre as
-the faiss index is. A filtered search picks its plan by how many tracks the filter
-keeps (``EXACT_SHARE``): exact distances over the kept tracks for a selective filter,
-HNSW with pgvector's iterative scan otherwise, so that filtered results are as complete
-as unfiltered ones (recall measured in ``bench/bench_postgres.py``).
+the faiss index is. A filtered search picks the cheaper of two plans by how many tracks
+the filter keeps (:meth:`PgVectorIndex.plan`): exact distances over the kept tracks for
+a selective filter, HNSW with pgvector's iterative scan otherwise (the kept ids sent as
+a bitmap), so that filtered results are as complete as unfiltered ones (recall measured
+in ``bench/bench_postgres.py``).
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ MIGRATION_LOCK = WRITE_LOCK + 1
 HNSW_M = 16  # pgvector's default graph degree
 HNSW_EF_CONSTRUCTION = 128
 HNSW_EF_SEARCH = 200  # candidates kept while searching, unfiltered (bench/bench_postgres.py)
-# A filter keeping at most this share of the tracks (or EXACT_ROWS) is searched exactly;
-# HNSW with an iterative scan above (bench/bench_postgres.py filtered)
-EXACT_SHARE = 0.02
-EXACT_ROWS = 20_000
+# A filtered search's cost in ms, to pick its plan: exact distances over the kept rows,
+# EXACT_MS_PER_ROW each; HNSW's iterative scan, ITERATIVE_MS plus ITERATIVE_MS_PER_INVERSE_SHARE
+# over the share kept (it visits about 1/share candidates per result). Fitted to filters
+# keeping 0.5 % to 50 % of 100,000 400-d tracks (docs/benchmarks.md, issue 18).
+EXACT_MS_PER_ROW = 0.0035
+ITERATIVE_MS, ITERATIVE_MS_PER_INVERSE_SHARE = 4.5, 0.05
 MAX_SCAN_TUPLES = 200_000  # how far an iterative scan may go before it gives up (pgvector's default 20,000)
 
 
@@ -224,7 +227,9 @@ class PgVectorIndex:
         "iterative" (HNSW scanning on until enough rows pass the filter)."""
         if allowed is None:
             return "hnsw"
-        return "exact" if len(allowed) <= max(EXACT_ROWS, EXACT_SHARE * self.count) else "iterative"
+        share = len(allowed) / max(self.count, 1)
+        iterative = ITERATIVE_MS + ITERATIVE_MS_PER_INVERSE_SHARE / max(share, 1e-9)
+        return "exact" if EXACT_MS_PER_ROW * len(allowed) <= iterative else "iterative"
 
     def search(self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine scores (k,) and track ids (k,) of the nearest vectors to the unit ``query``
@@ -251,7 +256,8 @@ class PgVectorIndex:
                 if plan == "iterative":
                     conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
                     conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}")
-                    condition, params = "WHERE id = ANY(%s)", (q, allowed.tolist(), q, k)
+                    bits, last = _bitmap(allowed)
+                    condition, params = "WHERE get_bit(%s, least(id, %s)) = 1", (q, bits, last, q, k)
                 else:
                     conn.execute("SET LOCAL hnsw.iterative_scan = off")
                 rows = conn.execute(
@@ -260,6 +266,18 @@ class PgVectorIndex:
         ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         scores = np.fromiter((-r[1] for r in rows), np.float32, len(rows))  # <#> is the negated inner product
         return scores, ids
+
+
+def _bitmap(ids: np.ndarray) -> tuple[bytes, int]:
+    """``ids`` (sorted, >= 0) as a bitmap for ``get_bit(bitmap, least(id, last))``: bit i
+    (little-endian within each byte, as get_bit numbers them) is set when i is kept, and
+    bit ``last`` is clear, standing for every id beyond the kept ones. A filter over a
+    million tracks travels as 125 KB instead of an array of up to a million numbers, and
+    each row is tested in constant time."""
+    last = int(ids[-1]) + 1
+    kept = np.zeros(last + 1, bool)
+    kept[ids] = True
+    return np.packbits(kept, bitorder="little").tobytes(), last
 
 
 def _halfvec(vector: np.ndarray) -> str:
