@@ -1,5 +1,6 @@
 """soundalike in front of a real Subsonic server (supysonic on loopback): link, the
-proxy (pass-through and the sonicSimilarity extension) and playlists written into it."""
+proxy (pass-through and the sonicSimilarity extension) and playlists written into it,
+with the library in SQLite and in PostgreSQL."""
 
 import json
 import xml.etree.ElementTree as ET
@@ -19,10 +20,11 @@ HEAD = ("status", "version", "type", "serverVersion", "openSubsonic")  # every O
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """(server, library path, music folder): supysonic and a library over the same music, linked."""
+def setup(tmp_path_factory, new_library):
+    """(server, library, music folder): supysonic and a library over the same music, linked;
+    the library in SQLite, then in PostgreSQL (the module runs on both backends)."""
     music = make_music(tmp_path_factory.mktemp("music"))
-    library = tmp_path_factory.mktemp("lib") / "library.sqlite"
+    library = new_library(tmp_path_factory.mktemp("lib"), "library")
     assert main(["index", str(music), "--library", str(library), "--workers", "1"]) == 0
     with pytest.MonkeyPatch.context() as env, Supysonic(music, tmp_path_factory.mktemp("supysonic")) as server:
         env.setenv(PASSWORD_ENV, PASSWORD)

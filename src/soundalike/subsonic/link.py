@@ -30,7 +30,7 @@ from .remote import parse_key, song_key
 
 DURATION_TOLERANCE = 2.5  # seconds: servers report whole seconds
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS subsonic_servers (server TEXT PRIMARY KEY, user TEXT, linked_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS subsonic_servers (server TEXT PRIMARY KEY, "user" TEXT, linked_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS subsonic_songs (
     server TEXT NOT NULL,
     song_id TEXT NOT NULL,
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS subsonic_songs (
 CREATE INDEX IF NOT EXISTS subsonic_songs_track ON subsonic_songs(server, track_id);
 """
 SONG_FIELDS = ("path", "artist", "title", "album", "duration", "size", "created")
+# "user" quoted: a keyword in PostgreSQL, a plain name in SQLite either way
 
 
 @dataclasses.dataclass
@@ -65,14 +66,14 @@ def remember_server(catalogue: Catalogue, server: str, user: str | None) -> None
     """Record that this library speaks to ``server`` as ``user`` (for ``--to-subsonic``)."""
     ensure_tables(catalogue.db)
     catalogue.db.execute("INSERT INTO subsonic_servers VALUES (?, ?, ?) ON CONFLICT(server) DO UPDATE "
-                         "SET user = excluded.user, linked_at = excluded.linked_at", (server, user, time.time()))
+                         'SET "user" = excluded."user", linked_at = excluded.linked_at', (server, user, time.time()))
 
 
 def servers(catalogue: Catalogue) -> list[tuple[str, str | None]]:
     """(server, user) of every server linked to or indexed into this library."""
     if not table_exists(catalogue.db, "subsonic_songs"):
         return []
-    return catalogue.db.execute("SELECT server, user FROM subsonic_servers ORDER BY server").fetchall()
+    return catalogue.db.execute('SELECT server, "user" FROM subsonic_servers ORDER BY server').fetchall()
 
 
 def link(catalogue: Catalogue, client: Client) -> LinkReport:
