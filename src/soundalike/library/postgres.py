@@ -43,10 +43,13 @@ HNSW_EF_CONSTRUCTION = 128
 HNSW_EF_SEARCH = 200  # candidates kept while searching, unfiltered (bench/bench_postgres.py)
 # A filtered search's cost in ms, to pick its plan: exact distances over the kept rows,
 # EXACT_MS_PER_ROW each; HNSW's iterative scan, ITERATIVE_MS plus ITERATIVE_MS_PER_INVERSE_SHARE
-# over the share kept (it visits about 1/share candidates per result). Fitted to filters
-# keeping 0.5 % to 50 % of 100,000 400-d tracks (docs/benchmarks.md, issue 18).
-EXACT_MS_PER_ROW = 0.0035
+# over the share kept (it visits about 1/share candidates per result), that term growing
+# with the tracks (per 100,000). Fitted to filters keeping 0.1 % to 50 % of 100,000 and
+# 1,000,000 400-d tracks, the iterative scan's cost where its recall@10 reaches 0.95
+# (docs/benchmarks.md, issue 18): exact up to about 2,000 kept of 100,000, 11,000 of 1 M.
+EXACT_MS_PER_ROW = 0.0045
 ITERATIVE_MS, ITERATIVE_MS_PER_INVERSE_SHARE = 4.5, 0.05
+SELECTIVE_SHARE, SELECTIVE_EF_SEARCH = 0.05, 400  # an iterative scan keeping less looks wider
 MAX_SCAN_TUPLES = 200_000  # how far an iterative scan may go before it gives up (pgvector's default 20,000)
 
 
@@ -160,7 +163,8 @@ class Connection:
         return cursor
 
     def executescript(self, sql: str):
-        return self._run(_dialect(sql, False))
+        """A schema script written for SQLite (the catalogue's, a feature's tables), typed for PostgreSQL."""
+        return self._run(_dialect(postgres_ddl(sql), False))
 
     def _run(self, sql: str, params=None):
         import psycopg
@@ -228,7 +232,7 @@ class PgVectorIndex:
         if allowed is None:
             return "hnsw"
         share = len(allowed) / max(self.count, 1)
-        iterative = ITERATIVE_MS + ITERATIVE_MS_PER_INVERSE_SHARE / max(share, 1e-9)
+        iterative = ITERATIVE_MS + ITERATIVE_MS_PER_INVERSE_SHARE * max(self.count, 1) / 100_000 / max(share, 1e-9)
         return "exact" if EXACT_MS_PER_ROW * len(allowed) <= iterative else "iterative"
 
     def search(self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +240,7 @@ class PgVectorIndex:
         of :attr:`space`, best first; only ``allowed`` track ids when given."""
         k = min(k, self.count)
         if allowed is not None:
-            allowed = np.unique(np.asarray(allowed, np.int64))
+            allowed = np.asarray(allowed, np.int64)  # not np.unique: 0.3 s for half a million ids
             k = min(k, len(allowed))
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
@@ -250,7 +254,8 @@ class PgVectorIndex:
                     "SELECT id, (embedding <#> %s::halfvec) AS d FROM kept ORDER BY d LIMIT %s",
                     (allowed.tolist(), q, k)).fetchall()
             else:
-                ef = max(HNSW_EF_SEARCH, k)
+                selective = plan == "iterative" and len(allowed) < SELECTIVE_SHARE * self.count
+                ef = max(SELECTIVE_EF_SEARCH if selective else HNSW_EF_SEARCH, k)
                 conn.execute(f"SET LOCAL hnsw.ef_search = {int(min(ef, 1000))}")
                 condition, params = "", (q, q, k)
                 if plan == "iterative":
@@ -269,12 +274,12 @@ class PgVectorIndex:
 
 
 def _bitmap(ids: np.ndarray) -> tuple[bytes, int]:
-    """``ids`` (sorted, >= 0) as a bitmap for ``get_bit(bitmap, least(id, last))``: bit i
+    """``ids`` (>= 0) as a bitmap for ``get_bit(bitmap, least(id, last))``: bit i
     (little-endian within each byte, as get_bit numbers them) is set when i is kept, and
     bit ``last`` is clear, standing for every id beyond the kept ones. A filter over a
     million tracks travels as 125 KB instead of an array of up to a million numbers, and
     each row is tested in constant time."""
-    last = int(ids[-1]) + 1
+    last = int(ids.max()) + 1
     kept = np.zeros(last + 1, bool)
     kept[ids] = True
     return np.packbits(kept, bitorder="little").tobytes(), last
