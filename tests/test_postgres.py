@@ -166,3 +166,29 @@ def test_serve_in_processes_needs_postgresql(tmp_path, capsys):
 
     assert main(["serve", "--library", str(tmp_path / "l.sqlite"), "--workers", "2", "--port", str(free_port())]) == 2
     assert "serve --workers N needs a library in PostgreSQL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("server_setting", ["1GB", "64MB"])
+def test_index_build_keeps_the_servers_memory_setting(database, server_setting):
+    """An HNSW build has at least postgres.BUILD_MEMORY, never less than the server's
+    setting, and leaves the connection's setting as it found it."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{conninfo_to_dict(database)['dbname']}\" "
+                      f"SET maintenance_work_mem = '{server_setting}'")
+    _, _, db = postgres.open_database(database)
+    seen = []
+    execute = db.execute
+
+    def spying(sql, params=()):
+        if sql.startswith("CREATE INDEX"):
+            seen.append(execute("SHOW maintenance_work_mem").fetchone()[0])
+        return execute(sql, params)
+
+    db.execute = spying
+    postgres._rebuild(db, np.arange(1, 51), clustered(50, 8), Space((8,), (1.0,)))
+    assert seen == ["1GB" if server_setting == "1GB" else postgres.BUILD_MEMORY]
+    assert execute("SHOW maintenance_work_mem").fetchone()[0] == server_setting
+    db.close()

@@ -40,6 +40,7 @@ WRITE_LOCK = 0x736F756E64  # the advisory lock of a write transaction ("sound")
 MIGRATION_LOCK = WRITE_LOCK + 1
 HNSW_M = 16  # pgvector's default graph degree
 HNSW_EF_CONSTRUCTION = 128
+BUILD_MEMORY = "512MB"  # maintenance_work_mem for an HNSW build, at least (a server's larger setting kept)
 HNSW_EF_SEARCH = 200  # candidates kept while searching, unfiltered (bench/bench_postgres.py)
 # A filtered search's cost in ms, to pick its plan: exact distances over the kept rows,
 # EXACT_MS_PER_ROW each; HNSW's iterative scan, ITERATIVE_MS plus ITERATIVE_MS_PER_INVERSE_SHARE
@@ -360,9 +361,13 @@ def _rebuild(db: Connection, ids: np.ndarray, vectors: np.ndarray, space: Space,
         _copy(db, "track_vectors_next", ids[part], space.project(vectors[part]))
         if progress:
             progress(min(start + chunk, len(ids)))
-    db.execute("SET maintenance_work_mem = '512MB'")
+    # at least BUILD_MEMORY for the graph, never less than the server gives; the connection's own setting after
+    db.execute("SELECT set_config('maintenance_work_mem', ?, false) "
+               "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(?)",
+               (BUILD_MEMORY, BUILD_MEMORY))
     db.execute(f"CREATE INDEX track_vectors_next_hnsw ON track_vectors_next USING hnsw (embedding halfvec_ip_ops) "
                f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
+    db.execute("RESET maintenance_work_mem")
     db.execute("DROP TABLE track_vectors")
     db.execute("ALTER TABLE track_vectors_next RENAME TO track_vectors")
     db.execute("ALTER INDEX track_vectors_next_hnsw RENAME TO track_vectors_hnsw")
