@@ -607,22 +607,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = {"library_path": args.library, "token": args.token, "max_upload": args.max_upload_mb * 1024 * 1024,
                 **limits}
     log_level = "info" if args.verbose else "warning"
+    where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     if args.workers > 1:
-        return _serve_in_processes(args, settings, log_level)
+        return _serve_in_processes(args, settings, log_level, where)
     app = create_app(**settings, map_at_start=True)
     if args.subsonic_upstream:
         from .subsonic.commands import wrap_app
 
         app = wrap_app(app, args.subsonic_upstream)
-    where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {app.state.library.path} at {where} (API docs: /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=log_level)
     return 0
 
 
-def _serve_in_processes(args: argparse.Namespace, settings: dict, log_level: str) -> int:
+def _serve_in_processes(args: argparse.Namespace, settings: dict, log_level: str, where: str) -> int:
     """``serve --workers N``: N processes (uvicorn's), each with its app and connections,
-    answering on one port; a library in PostgreSQL only, where processes share no file."""
+    answering on one port (``where``); a library in PostgreSQL only, where processes share no file."""
     import uvicorn
 
     from .library import Library
@@ -637,7 +637,6 @@ def _serve_in_processes(args: argparse.Namespace, settings: dict, log_level: str
         library.refresh_index()  # built once, not by every worker at its first request
     os.environ[SETTINGS_ENV] = json.dumps({**settings, "library_path": path,
                                            "subsonic_upstream": args.subsonic_upstream})
-    where = f"http://{args.host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"soundalike: serving {shown} at {where} with {args.workers} processes (API docs: /docs)", file=sys.stderr)
     uvicorn.run("soundalike.server:app_from_environment", factory=True, workers=args.workers, host=args.host,
                 port=args.port, log_level=log_level)

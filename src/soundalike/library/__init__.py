@@ -137,10 +137,14 @@ class Library:
 
         ``progress(n_added)`` is called while the index is being rebuilt, if it is.
         """
-        opener = postgres.open_index if postgres.is_url(self.path) else open_index
-        self._index = opener(self.catalogue, exact_limit=self.exact_limit, progress=progress, recentre=recentre)
-        if postgres.is_url(self.path):  # searched on the connection of whoever searches (a server's request: its own)
+        if postgres.is_url(self.location):
+            self._index = postgres.open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress,
+                                              recentre=recentre)
+            # searched on the connection of whoever searches (a server's request: its own)
             self._index.connection = lambda: self.catalogue.db
+        else:
+            self._index = open_index(self.catalogue, exact_limit=self.exact_limit, progress=progress,
+                                     recentre=recentre)
         return self._index
 
     @property
