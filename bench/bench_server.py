@@ -144,6 +144,21 @@ def _song(seconds: float, rate: int = 16_000) -> bytes:
     return out.getvalue()
 
 
+def free_port() -> int:
+    """A loopback port free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def upload_form(song: bytes) -> tuple[bytes, dict]:
+    """(body, headers) of ``POST /api/upload`` with ``song`` as a WAV file."""
+    boundary = "bench-boundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="song.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode() + song + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
 class _server:
     """``create_app(library)`` of the soundalike in ``src``, served by uvicorn in a subprocess."""
 
@@ -151,9 +166,7 @@ class _server:
         self.library, self.src = library, src
 
     def __enter__(self) -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         code = ("import sys, uvicorn; from soundalike.server import create_app; "
                 "uvicorn.run(create_app(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')")
         env = {**os.environ, "PYTHONPATH": str(self.src)}
@@ -198,12 +211,10 @@ def _load(port: int, clients: int, seconds: float, song: bytes | None) -> dict:
             latencies.append(time.perf_counter() - t)
 
     def upload() -> None:
-        boundary = "bench-boundary"
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="song.wav"\r\n'
-                f"Content-Type: audio/wav\r\n\r\n").encode() + song + f"\r\n--{boundary}--\r\n".encode()
+        body, headers = upload_form(song)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         while time.monotonic() < stop:
-            connection.request("POST", "/api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            connection.request("POST", "/api/upload", body, headers)
             response = connection.getresponse()
             response.read()
             uploads.append(response.status)
@@ -222,14 +233,10 @@ def _load(port: int, clients: int, seconds: float, song: bytes | None) -> dict:
 
 
 def browser_draw(app, runs: int) -> None:
-    import socket
-
     import uvicorn
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_library import clustered, real_patches  # noqa: E402
 from bench_postgres import load, private_server  # noqa: E402
-from bench_server import _song  # noqa: E402
+from bench_server import _song, free_port, upload_form  # noqa: E402
 
 WRK_SCRIPT = """
 local tracks, threads = 0, 0
@@ -59,7 +59,7 @@ def build(location: str, vectors: np.ndarray) -> None:
 @contextlib.contextmanager
 def serving(location: str, workers: int):
     """``soundalike serve`` of ``location`` with ``workers`` processes on a free port: the port."""
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).with_name("soundalike")), "serve", "--library", location, "--port", str(port)]
     process = subprocess.Popen(command + (["--workers", str(workers)] if workers > 1 else []))
     try:
@@ -72,14 +72,6 @@ def serving(location: str, workers: int):
     finally:
         process.terminate()
         process.wait(60)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int) -> bool:
@@ -113,10 +105,7 @@ class Uploads:
     """One client posting ``song`` for analysis again and again until stopped: statuses."""
 
     def __init__(self, port: int, song: bytes):
-        boundary = "bench-boundary"
-        self.body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="song.wav"\r\n'
-                     "Content-Type: audio/wav\r\n\r\n").encode() + song + f"\r\n--{boundary}--\r\n".encode()
-        self.headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        self.body, self.headers = upload_form(song)
         self.port, self.statuses, self.stopped = port, [], threading.Event()
         self.thread = threading.Thread(target=self._run)
 
